@@ -40,7 +40,10 @@ impl TryFrom<FactRecord> for Fact {
 
     fn try_from(record: FactRecord) -> Result<Self, AppError> {
         let fact = serde_json::from_str(&record.fact).map_err(|e| {
-            AppError::Internal(anyhow::anyhow!("fact {} holds invalid JSON: {e}", record.id))
+            AppError::Internal(anyhow::anyhow!(
+                "fact {} holds invalid JSON: {e}",
+                record.id
+            ))
         })?;
         Ok(Self {
             id: record.id,
@@ -92,10 +95,7 @@ impl Payload for JsonFact {
 impl poem_openapi::payload::ParsePayload for JsonFact {
     const IS_REQUIRED: bool = true;
 
-    async fn from_request(
-        request: &Request,
-        body: &mut poem::RequestBody,
-    ) -> poem::Result<Self> {
+    async fn from_request(request: &Request, body: &mut poem::RequestBody) -> poem::Result<Self> {
         let bytes = <Vec<u8> as poem::FromRequest>::from_request(request, body).await?;
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Err(AppError::bad_request("the body is empty: send a JSON value").into());
@@ -133,14 +133,14 @@ impl Payload for FormFact {
 impl poem_openapi::payload::ParsePayload for FormFact {
     const IS_REQUIRED: bool = true;
 
-    async fn from_request(
-        request: &Request,
-        body: &mut poem::RequestBody,
-    ) -> poem::Result<Self> {
+    async fn from_request(request: &Request, body: &mut poem::RequestBody) -> poem::Result<Self> {
         let bytes = <Vec<u8> as poem::FromRequest>::from_request(request, body).await?;
         // `curl -d '{...}'` without a content type sends JSON labelled as a form; storing
         // it as a field named `{...}` would help nobody.
-        if matches!(bytes.iter().find(|b| !b.is_ascii_whitespace()), Some(b'{' | b'[')) {
+        if matches!(
+            bytes.iter().find(|b| !b.is_ascii_whitespace()),
+            Some(b'{' | b'[')
+        ) {
             return Err(AppError::bad_request(
                 "the body looks like JSON but is labelled as a form: send it with Content-Type: application/json",
             )
@@ -350,10 +350,14 @@ fn publish_guard(ep: impl Endpoint + 'static) -> impl Endpoint {
         if declared.is_some_and(|n| n > limit as u64) {
             return Err(AppError::PayloadTooLarge(limit).into());
         }
-        let body = req.take_body().into_bytes_limit(limit).await.map_err(|e| match e {
-            poem::error::ReadBodyError::PayloadTooLarge => AppError::PayloadTooLarge(limit),
-            other => AppError::bad_request(format!("could not read the body: {other}")),
-        })?;
+        let body = req
+            .take_body()
+            .into_bytes_limit(limit)
+            .await
+            .map_err(|e| match e {
+                poem::error::ReadBodyError::PayloadTooLarge => AppError::PayloadTooLarge(limit),
+                other => AppError::bad_request(format!("could not read the body: {other}")),
+            })?;
         req.set_body(body);
         ep.call(req).await
     })

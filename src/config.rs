@@ -41,7 +41,11 @@ pub struct Config {
 
     /// Origins allowed to call the API from a browser (repeat the flag, or comma-separate
     /// in the variable); any origin when unset.
-    #[arg(long = "cors-origin", env = "FACTLOG_CORS_ORIGINS", value_delimiter = ',')]
+    #[arg(
+        long = "cors-origin",
+        env = "FACTLOG_CORS_ORIGINS",
+        value_delimiter = ','
+    )]
     pub cors_origins: Vec<String>,
 
     /// POST bodies larger than this many bytes are refused with 413.

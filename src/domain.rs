@@ -74,8 +74,7 @@ impl EventFilter {
             return Ok(None);
         }
         let names: Vec<String> = names.into_iter().map(|n| n.0).collect();
-        let json = serde_json::to_string(&names)
-            .map_err(|e| AppError::Internal(e.into()))?;
+        let json = serde_json::to_string(&names).map_err(|e| AppError::Internal(e.into()))?;
         Ok(Some(Self { names, json }))
     }
 
@@ -269,7 +268,16 @@ mod tests {
         for ok in ["a", "user.created", "x:y-z_1", &"e".repeat(64)] {
             assert_eq!(EventName::parse(ok).map(|e| e.0).ok().as_deref(), Some(ok));
         }
-        for bad in ["", &"e".repeat(65), "a b", "a\nb", "a\rb", "a\0b", "é", "a/b"] {
+        for bad in [
+            "",
+            &"e".repeat(65),
+            "a b",
+            "a\nb",
+            "a\rb",
+            "a\0b",
+            "é",
+            "a/b",
+        ] {
             assert!(EventName::parse(bad).is_err(), "{bad:?} accepted");
         }
     }
@@ -278,7 +286,14 @@ mod tests {
     fn idempotency_keys() {
         assert!(IdempotencyKey::parse(b"order-42:retry~!").is_ok());
         assert!(IdempotencyKey::parse(&[b'k'; 200]).is_ok());
-        for bad in [&b""[..], &[b'k'; 201], b"a b", b"a\tb", b"\xc3\xa9", b"a\x7f"] {
+        for bad in [
+            &b""[..],
+            &[b'k'; 201],
+            b"a b",
+            b"a\tb",
+            b"\xc3\xa9",
+            b"a\x7f",
+        ] {
             assert!(IdempotencyKey::parse(bad).is_err(), "{bad:?} accepted");
         }
     }
@@ -312,7 +327,10 @@ mod tests {
     #[test]
     fn start_position_precedence() {
         let r = StartPosition::resolve;
-        assert_eq!(r(None, None, None, None).ok(), Some(StartPosition::Beginning));
+        assert_eq!(
+            r(None, None, None, None).ok(),
+            Some(StartPosition::Beginning)
+        );
         assert_eq!(
             r(Some(b"5"), Some("7"), Some("9"), Some("1")).ok(),
             Some(StartPosition::After(5))
@@ -321,8 +339,14 @@ mod tests {
             r(None, Some("7"), Some("9"), None).ok(),
             Some(StartPosition::After(7))
         );
-        assert_eq!(r(None, None, Some("9"), None).ok(), Some(StartPosition::After(9)));
-        assert_eq!(r(None, None, None, Some("3")).ok(), Some(StartPosition::Tail(3)));
+        assert_eq!(
+            r(None, None, Some("9"), None).ok(),
+            Some(StartPosition::After(9))
+        );
+        assert_eq!(
+            r(None, None, None, Some("3")).ok(),
+            Some(StartPosition::Tail(3))
+        );
         assert!(r(Some(b"5"), None, None, Some("x")).is_err());
     }
 

@@ -26,7 +26,9 @@ pub enum AppError {
     #[error("the request body is larger than the limit of {0} bytes")]
     PayloadTooLarge(usize),
     /// The body is neither JSON nor a form.
-    #[error("unsupported content type {0:?}: send application/json or application/x-www-form-urlencoded")]
+    #[error(
+        "unsupported content type {0:?}: send application/json or application/x-www-form-urlencoded"
+    )]
     UnsupportedMediaType(String),
     /// Too many open event streams (`--max-subscribers`).
     #[error("too many open event streams; retry later")]

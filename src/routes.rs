@@ -22,8 +22,9 @@ use crate::error::{AppError, json_error_response};
 
 /// Builds the whole service over `state`.
 pub fn build(state: AppState) -> impl Endpoint {
-    let api = OpenApiService::new(Api, "factlog", env!("CARGO_PKG_VERSION"))
-        .description("An append-only log of JSON facts, followed live over Server-Sent Events (GET /events).");
+    let api = OpenApiService::new(Api, "factlog", env!("CARGO_PKG_VERSION")).description(
+        "An append-only log of JSON facts, followed live over Server-Sent Events (GET /events).",
+    );
     let spec = api.spec_endpoint();
     let docs = api.swagger_ui();
     let cors = cors(&state.config.cors_origins);
@@ -59,7 +60,10 @@ fn cors(origins: &[String]) -> Cors {
 /// so it must not be refused when `--cors-origin` narrows the list: drop the header when it
 /// names the host the request was sent to.
 async fn same_origin<E: Endpoint>(next: E, mut req: Request) -> poem::Result<Response> {
-    let same = match (req.headers().get(header::ORIGIN), req.headers().get(header::HOST)) {
+    let same = match (
+        req.headers().get(header::ORIGIN),
+        req.headers().get(header::HOST),
+    ) {
         (Some(origin), Some(host)) => origin
             .as_bytes()
             .split(|&b| b == b'/')

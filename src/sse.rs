@@ -82,7 +82,9 @@ impl EventsQuery {
                 _ => continue,
             };
             if slot.replace(value).is_some() {
-                return Err(AppError::bad_request(format!("{name} is given more than once")));
+                return Err(AppError::bad_request(format!(
+                    "{name} is given more than once"
+                )));
             }
         }
         Ok(parsed)
@@ -125,7 +127,11 @@ pub async fn events(req: &Request, state: Data<&AppState>) -> Result<Response, A
             // so ask the database before calling it a reset.
             if id > state.notifier.newest_id() && id > state.storage.newest_id().await? {
                 let last_id = state.notifier.newest_id();
-                tracing::info!(requested = id, last_id, "stream position beyond the log; sending reset");
+                tracing::info!(
+                    requested = id,
+                    last_id,
+                    "stream position beyond the log; sending reset"
+                );
                 (0, Some(last_id))
             } else {
                 (id, None)
