@@ -55,6 +55,9 @@ impl App {
     /// # Errors
     /// When the database cannot be opened or migrated, or the address cannot be bound.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
+        if config.publish_token.as_deref() == Some("") {
+            anyhow::bail!("--publish-token is empty: give a secret, or leave the flag out");
+        }
         let Opened {
             storage,
             writer: writer_conn,

@@ -2,7 +2,6 @@
 //! over real HTTP, with an SSE reader that splits the byte stream into frames.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::pin::Pin;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -67,11 +66,6 @@ async fn start(config: Config, dir: Arc<TempDir>) -> TestApp {
 }
 
 impl TestApp {
-    /// Path of the SQLite file.
-    pub fn db_path(&self) -> PathBuf {
-        self.dir.path().join("facts.db")
-    }
-
     /// Stops the server gracefully and waits until it has stopped.
     pub async fn stop(mut self) {
         self.shutdown.cancel();
@@ -92,13 +86,19 @@ impl TestApp {
     /// Stops this server, lets `between` do what it likes to the database file, and starts
     /// a new server over the same path, on the same address.
     pub async fn restart_with(self, between: impl FnOnce(&std::path::Path)) -> TestApp {
+        let stopped = self.stop_for_restart().await;
+        between(&stopped.dir.path().join("facts.db"));
+        stopped.start().await
+    }
+
+    /// Stops the server, keeping what is needed to start it again on the same address
+    /// over the same file.
+    pub async fn stop_for_restart(self) -> Stopped {
         let mut config = self.config.clone();
         config.listen = self.addr;
         let dir = Arc::clone(&self.dir);
-        let db = self.db_path();
         self.stop().await;
-        between(&db);
-        start(config, dir).await
+        Stopped { config, dir }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -203,6 +203,19 @@ impl TestApp {
 impl Drop for TestApp {
     fn drop(&mut self) {
         self.shutdown.cancel();
+    }
+}
+
+/// A stopped server that can be started again.
+pub struct Stopped {
+    pub config: Config,
+    pub dir: Arc<TempDir>,
+}
+
+impl Stopped {
+    /// Starts the server again, on the same address over the same file.
+    pub async fn start(self) -> TestApp {
+        start(self.config, self.dir).await
     }
 }
 
