@@ -7,7 +7,7 @@
 use poem::http::header;
 use poem::web::Data;
 use poem::{Endpoint, EndpointExt as _, Request};
-use poem_openapi::payload::{Json, Payload};
+use poem_openapi::payload::{Html, Json, Payload};
 use poem_openapi::registry::{MetaSchema, MetaSchemaRef, Registry};
 use poem_openapi::types::Type as _;
 use poem_openapi::{ApiRequest, ApiResponse, Object, OpenApi, param};
@@ -309,6 +309,12 @@ impl Api {
         Ok(GetResponse::Found(Json(record.try_into()?)))
     }
 
+    /// The live page (`GET /`). It lives here because the API is nested at the root.
+    #[oai(path = "/", method = "get", hidden)]
+    async fn index(&self) -> Html<&'static str> {
+        Html(INDEX_HTML)
+    }
+
     /// The service's state: open streams, newest id, and the log's identity.
     #[oai(path = "/status", method = "get")]
     async fn status(&self, state: Data<&AppState>) -> Json<Status> {
@@ -320,6 +326,9 @@ impl Api {
     }
 }
 
+/// The live page, built into the binary: no build step, nothing loaded from elsewhere.
+const INDEX_HTML: &str = include_str!("../assets/index.html");
+
 /// Guards both publishing routes before their body is read: the token (401), then the
 /// body size (413). The body is read here, within the limit, whatever its framing:
 /// `Content-Length` is not trusted to be present.
@@ -330,11 +339,13 @@ fn publish_guard(ep: impl Endpoint + 'static) -> impl Endpoint {
             .cloned()
             .ok_or_else(|| AppError::Internal(anyhow::anyhow!("AppState is not installed")))?;
         if let Some(token) = &state.config.publish_token {
+            // The scheme name is case-insensitive (RFC 9110); the token is not.
             let presented = req
                 .headers()
                 .get(header::AUTHORIZATION)
-                .and_then(|v| v.as_bytes().strip_prefix(b"Bearer "))
-                .unwrap_or_default();
+                .map(|v| v.as_bytes())
+                .filter(|v| v.len() > 7 && v[..7].eq_ignore_ascii_case(b"bearer "))
+                .map_or(&b""[..], |v| &v[7..]);
             // Constant time, so the comparison does not tell an attacker how much of a
             // guess was right.
             if !bool::from(presented.ct_eq(token.as_bytes())) {
