@@ -260,28 +260,30 @@ impl Api {
         limit: param::Query<Option<i64>>,
     ) -> poem::Result<Json<FactPage>> {
         let limit = limit.0.unwrap_or(100);
+        // Validated to 1..=1000 above, so the conversion cannot fail.
+        let page_len = usize::try_from(limit).unwrap_or(100);
+        // One more than asked tells whether the log goes on in that direction.
         let (mut records, next, prev) = match (after.0, before.0) {
             (Some(_), Some(_)) => {
                 return Err(AppError::bad_request("give either after or before, not both").into());
             }
             (after, None) => {
-                // One more than asked tells whether the log goes on.
                 let mut records = state
                     .storage
                     .read_after(after.unwrap_or(0), limit + 1, None)
                     .await?;
-                let more = records.len() > usize::try_from(limit).unwrap_or(usize::MAX);
-                records.truncate(records.len().min(usize::try_from(limit).unwrap_or(0)));
-                let next = more.then(|| records.last().map(|r| r.id)).flatten();
+                let more = records.len() > page_len;
+                records.truncate(page_len);
+                let next = records.last().map(|r| r.id).filter(|_| more);
                 (records, next, None)
             }
             (None, Some(before)) => {
                 let mut records = state.storage.read_before(before, limit + 1).await?;
-                let more = records.len() > usize::try_from(limit).unwrap_or(usize::MAX);
+                let more = records.len() > page_len;
                 if more {
                     records.remove(0);
                 }
-                let prev = more.then(|| records.first().map(|r| r.id)).flatten();
+                let prev = records.first().map(|r| r.id).filter(|_| more);
                 let next = records.last().map(|r| r.id);
                 (records, next, prev)
             }

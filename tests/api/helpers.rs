@@ -165,25 +165,7 @@ impl TestApp {
 
     /// Every id in the log, read through `GET /facts`.
     pub async fn all_ids(&self) -> Vec<i64> {
-        let mut ids = Vec::new();
-        let mut after = 0;
-        loop {
-            let (status, page) = self
-                .get_json(&format!("/facts?after={after}&limit=1000"))
-                .await;
-            assert_eq!(status, 200);
-            ids.extend(
-                page["facts"]
-                    .as_array()
-                    .expect("facts")
-                    .iter()
-                    .map(|f| f["id"].as_i64().expect("id")),
-            );
-            match page["next"].as_i64() {
-                Some(next) => after = next,
-                None => return ids,
-            }
-        }
+        all_ids(&self.client, &self.base).await
     }
 
     /// Opens `GET /events?{query}`, with a `Last-Event-ID` header when given.
@@ -203,6 +185,32 @@ impl TestApp {
 impl Drop for TestApp {
     fn drop(&mut self) {
         self.shutdown.cancel();
+    }
+}
+
+/// Every id in the log of the server at `base`, read page by page through `GET /facts`.
+pub async fn all_ids(client: &reqwest::Client, base: &str) -> Vec<i64> {
+    let mut ids = Vec::new();
+    let mut after = 0;
+    loop {
+        let response = client
+            .get(format!("{base}/facts?after={after}&limit=1000"))
+            .send()
+            .await
+            .expect("a page");
+        assert_eq!(response.status(), 200);
+        let page: Value = response.json().await.expect("a JSON page");
+        ids.extend(
+            page["facts"]
+                .as_array()
+                .expect("facts")
+                .iter()
+                .map(|f| f["id"].as_i64().expect("id")),
+        );
+        match page["next"].as_i64() {
+            Some(next) => after = next,
+            None => return ids,
+        }
     }
 }
 

@@ -122,31 +122,7 @@ async fn sigkill_during_concurrent_posting_loses_no_acknowledged_fact() {
         assert_eq!(&record["fact"], fact, "fact {id} survived with its content");
     }
     // Ids have no duplicates and no holes, and a resumed stream continues after the crash.
-    let ids = {
-        let mut ids = Vec::new();
-        let mut after = 0;
-        loop {
-            let page: serde_json::Value = client
-                .get(format!("{base}/facts?after={after}&limit=1000"))
-                .send()
-                .await
-                .expect("a page")
-                .json()
-                .await
-                .expect("JSON");
-            ids.extend(
-                page["facts"]
-                    .as_array()
-                    .expect("facts")
-                    .iter()
-                    .map(|f| f["id"].as_i64().expect("id")),
-            );
-            match page["next"].as_i64() {
-                Some(next) => after = next,
-                None => break ids,
-            }
-        }
-    };
+    let ids = all_ids(&client, &base).await;
     let expected: Vec<i64> = (1..=ids.len() as i64).collect();
     assert_eq!(ids, expected);
     let mut resumed = SseStream::new(
