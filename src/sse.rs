@@ -39,13 +39,14 @@ use futures_util::StreamExt as _;
 use poem::http::{HeaderValue, header};
 use poem::web::Data;
 use poem::{Body, Request, Response, handler};
-use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::broadcast::{self, error::RecvError};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::app::AppState;
 use crate::domain::{EventFilter, EventName, StartPosition, parse_urlencoded};
 use crate::error::AppError;
+use crate::notifier::{Batch, StreamGuard};
 use crate::storage::Storage;
 
 /// Rows per replay read at first: small, so the first event comes quickly.
@@ -175,7 +176,7 @@ struct Stream {
 
 /// What woke a live stream.
 enum Wake {
-    Group(Arc<crate::notifier::Batch>),
+    Group(Arc<Batch>),
     Lagged,
     KeepAlive,
     Stop,
@@ -185,8 +186,8 @@ impl Stream {
     fn run(
         mut self,
         opening: Bytes,
-        mut live: tokio::sync::broadcast::Receiver<Arc<crate::notifier::Batch>>,
-        guard: crate::notifier::StreamGuard,
+        mut live: broadcast::Receiver<Arc<Batch>>,
+        guard: StreamGuard,
     ) -> impl futures_util::Stream<Item = Bytes> + Send {
         async_stream::stream! {
             // Held for the life of the body: the stream is counted until the connection
@@ -198,6 +199,10 @@ impl Stream {
             let keep_alive = tokio::time::sleep(self.keep_alive);
             tokio::pin!(keep_alive);
             loop {
+                // A long replay never waits on the notifier, so it checks for shutdown itself.
+                if self.shutdown.is_cancelled() {
+                    break;
+                }
                 if replaying {
                     match self.replay_page(page).await {
                         Ok((frames, more)) => {
