@@ -204,26 +204,9 @@ impl Api {
         idempotency_key: param::Header<Option<String>>,
         body: FactBody,
     ) -> poem::Result<PostResponse> {
-        let fact = match body {
-            FactBody::Json(JsonFact(value)) => value,
-            FactBody::Form(FormFact(fields)) => Value::Object(fields),
-        };
-        let new = NewFact {
-            event: event.0.as_deref().map(EventName::parse).transpose()?,
-            fact: serde_json::to_string(&fact).map_err(|e| AppError::Internal(e.into()))?,
-            key: idempotency_key
-                .0
-                .as_deref()
-                .map(|k| IdempotencyKey::parse(k.as_bytes()))
-                .transpose()?,
-        };
-        Ok(match state.writer.append(new).await? {
-            Appended::Created(record) => {
-                let location = format!("/facts/{}", record.id);
-                PostResponse::Created(Json(record.try_into()?), location)
-            }
-            Appended::Existing(record) => PostResponse::AlreadyAppended(Json(record.try_into()?)),
-        })
+        // Boxed: the operation's future is moved through every layer of the router, so
+        // it is kept small.
+        Box::pin(append_fact(&state, event.0, idempotency_key.0, body)).await
     }
 
     /// Append a fact (the tutorial's path; same as `POST /facts`).
@@ -238,7 +221,7 @@ impl Api {
         idempotency_key: param::Header<Option<String>>,
         body: FactBody,
     ) -> poem::Result<PostResponse> {
-        self.post_facts(state, event, idempotency_key, body).await
+        Box::pin(append_fact(&state, event.0, idempotency_key.0, body)).await
     }
 
     /// Read a page of the log.
@@ -326,6 +309,42 @@ impl Api {
             log_id: state.log_id.to_string(),
         })
     }
+}
+
+/// What both publishing operations do.
+async fn append_fact(
+    state: &AppState,
+    event: Option<String>,
+    idempotency_key: Option<String>,
+    body: FactBody,
+) -> poem::Result<PostResponse> {
+    let fact = match body {
+        FactBody::Json(JsonFact(value)) => value,
+        FactBody::Form(FormFact(fields)) => Value::Object(fields),
+    };
+    let new = NewFact {
+        event: event.as_deref().map(EventName::parse).transpose()?,
+        fact: serde_json::to_string(&fact).map_err(|e| AppError::Internal(e.into()))?,
+        key: idempotency_key
+            .as_deref()
+            .map(|k| IdempotencyKey::parse(k.as_bytes()))
+            .transpose()?,
+    };
+    Ok(match state.writer.append(new).await? {
+        Appended::Created(record) => {
+            let location = format!("/facts/{}", record.id);
+            // The stored text is this value, compacted: answer with the value itself
+            // rather than parse the text back.
+            let created = Fact {
+                id: record.id,
+                event: record.event,
+                fact,
+                created_at: record.created_at,
+            };
+            PostResponse::Created(Json(created), location)
+        }
+        Appended::Existing(record) => PostResponse::AlreadyAppended(Json(record.try_into()?)),
+    })
 }
 
 /// The live page, built into the binary: no build step, nothing loaded from elsewhere.

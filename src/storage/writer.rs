@@ -199,11 +199,15 @@ async fn write_group(
 
     let created_at = Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true);
     let rows_json = serde_json::to_string(&rows).map_err(|e| AppError::Internal(e.into()))?;
-    let mut tx = conn.begin().await?;
     // One statement for the whole group: every statement costs a round trip to sqlx's
     // connection thread, so one per fact would cost several times more. `json_each`
     // yields the rows in array order and the insert assigns ids in that order, so the
     // n-th row gets the n-th smallest id.
+    //
+    // No BEGIN/COMMIT around it: a single statement is its own transaction, committed
+    // (and synced under `--sync`) when it finishes, which `fetch_all` waits for; the
+    // explicit pair would only add two more round trips. Nothing else writes, so the key
+    // lookup above cannot be raced.
     let mut ids = sqlx::query_scalar!(
         r#"INSERT INTO facts (event, fact, created_at, idempotency_key)
            SELECT value ->> 0, value ->> 1, ?1, value ->> 2
@@ -213,9 +217,8 @@ async fn write_group(
         created_at,
         rows_json
     )
-    .fetch_all(&mut *tx)
+    .fetch_all(&mut *conn)
     .await?;
-    tx.commit().await?;
 
     if ids.len() != rows.len() {
         return Err(AppError::Internal(anyhow::anyhow!(
