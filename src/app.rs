@@ -1,19 +1,33 @@
-//! Start-up and shutdown, in a fixed order.
+//! Start-up, the accept loop, and shutdown, in a fixed order.
 //!
-//! [`App::build`] opens and migrates the database, reads the newest id, starts the writer,
-//! builds the routes and binds, so that [`App::local_addr`] is known before serving (port
-//! 0 and the tests need it). [`App::run`] serves until the shutdown token fires, then:
-//! streams end (they watch the token), the server stops accepting and finishes requests in
-//! flight, the writer commits what is queued and stops, and the database is closed.
+//! [`App::build`] opens and migrates the database, reads the newest id, starts the writer
+//! and binds, so that [`App::local_addr`] is known before serving (port 0 and the tests
+//! need it). [`App::run`] accepts connections until the shutdown token fires, then: streams
+//! end (they watch the token), connections finish the request in flight and close, the
+//! writer commits what is queued and stops, and the database is closed.
+//!
+//! The accept loop is ours rather than `poem::Server`'s: it serves HTTP/1.1 with hyper
+//! directly, which lets it bound how long a client may take to send its request head
+//! (`--header-timeout-secs`, against connections that send nothing or trickle a byte at a
+//! time) and how many connections are open at once (`--max-connections`), neither of which
+//! poem exposes, and it keeps each idle stream's connection smaller (no protocol sniffing,
+//! no HTTP/2 state). The routes are poem's as before. HTTP/2 for browsers comes from the
+//! reverse proxy in front (see the README).
 
+use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use poem::listener::{Acceptor as _, Listener as _, TcpAcceptor, TcpListener};
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use poem::{Addr, Endpoint, EndpointExt as _};
+use tokio::net::{TcpListener, TcpSocket};
+use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::config::Config;
 use crate::notifier::Notifier;
@@ -23,6 +37,13 @@ use crate::storage::{Opened, Storage};
 /// How long requests in flight get to finish after shutdown starts. Streams end at once;
 /// this only bounds a slow POST or a stuck client.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// Connections waiting to be accepted; bursts of thousands of reconnecting browsers (after
+/// a deploy, say) queue here instead of being refused.
+const LISTEN_BACKLOG: u32 = 4096;
+
+/// The body type poem's responses convert into for hyper.
+type ResponseBody = http_body_util::combinators::BoxBody<bytes::Bytes, std::io::Error>;
 
 /// What every request handler can reach. Cheap to clone.
 #[derive(Clone, Debug)]
@@ -43,7 +64,7 @@ pub struct AppState {
 
 /// A built, bound, not yet serving factlog.
 pub struct App {
-    acceptor: TcpAcceptor,
+    listener: TcpListener,
     local_addr: SocketAddr,
     state: AppState,
     writer_task: JoinHandle<()>,
@@ -67,14 +88,10 @@ impl App {
         let notifier = Notifier::new(newest_id, config.max_subscribers);
         let (writer, writer_task) = writer::spawn(writer_conn, Arc::clone(&notifier));
 
-        let acceptor = TcpListener::bind(config.listen)
-            .into_acceptor()
-            .await
-            .with_context(|| format!("cannot listen on {}", config.listen))?;
-        let local_addr = acceptor
+        let listener =
+            bind(config.listen).with_context(|| format!("cannot listen on {}", config.listen))?;
+        let local_addr = listener
             .local_addr()
-            .first()
-            .and_then(|addr| addr.as_socket_addr().copied())
             .context("the listener has no address")?;
         tracing::info!(
             addr = %local_addr,
@@ -84,7 +101,7 @@ impl App {
             "factlog listening on http://{local_addr}"
         );
         Ok(Self {
-            acceptor,
+            listener,
             local_addr,
             state: AppState {
                 storage,
@@ -104,31 +121,109 @@ impl App {
     }
 
     /// Serves until `shutdown` is cancelled, then stops in order (see the module comment).
-    ///
-    /// # Errors
-    /// When the server fails while serving.
-    pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+    /// Failures of single connections are logged, not returned: the server goes on.
+    pub async fn run(self, shutdown: CancellationToken) {
         let Self {
-            acceptor,
+            listener,
+            local_addr,
             state,
             writer_task,
-            ..
         } = self;
         let storage = state.storage.clone();
-        // Streams watch a child token, so they end as soon as shutdown starts.
+        let config = Arc::clone(&state.config);
+        // Streams watch the state's token, so they end as soon as shutdown starts.
         let streams_stop = state.shutdown.clone();
-        let routes = crate::routes::build(state);
-        let stop_streams = shutdown.clone();
-        tokio::spawn(async move {
-            stop_streams.cancelled().await;
-            streams_stop.cancel();
-        });
-        let served = poem::Server::new_with_acceptor(acceptor)
-            .run_with_graceful_shutdown(routes, shutdown.cancelled_owned(), Some(SHUTDOWN_GRACE))
-            .await;
-        // The route tree held every WriterHandle; with it gone the writer drains its queue
-        // and stops. A connection still open past the grace period may hold one a moment
-        // longer, hence the bound.
+        let routes = Arc::new(crate::routes::build(state).map_to_response());
+
+        let mut http = http1::Builder::new();
+        http.timer(TokioTimer::new())
+            .header_read_timeout(Duration::from_secs(config.header_timeout_secs))
+            .keep_alive(true);
+        let slots = Arc::new(Semaphore::new(config.max_connections));
+        let connections = TaskTracker::new();
+        loop {
+            // At the limit, stop accepting: new connections wait in the kernel's backlog
+            // until one closes, rather than each costing memory here.
+            let slot = tokio::select! {
+                biased;
+                () = shutdown.cancelled() => break,
+                slot = Arc::clone(&slots).acquire_owned() => match slot {
+                    Ok(slot) => slot,
+                    Err(_) => break,
+                },
+            };
+            let (socket, remote) = tokio::select! {
+                biased;
+                () = shutdown.cancelled() => break,
+                accepted = listener.accept() => match accepted {
+                    Ok(accepted) => accepted,
+                    Err(err) => {
+                        // Out of file descriptors, usually: wait for some to be freed
+                        // instead of spinning.
+                        tracing::warn!(cause = %err, "cannot accept a connection");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                },
+            };
+            if let Err(err) = socket.set_nodelay(true) {
+                tracing::debug!(cause = %err, "cannot set TCP_NODELAY");
+            }
+            let routes = Arc::clone(&routes);
+            let service = hyper::service::service_fn(move |req| {
+                let routes = Arc::clone(&routes);
+                async move {
+                    let req = poem::Request::from((
+                        req,
+                        poem::web::LocalAddr(Addr::SocketAddr(local_addr)),
+                        poem::web::RemoteAddr(Addr::SocketAddr(remote)),
+                        poem::http::uri::Scheme::HTTP,
+                    ));
+                    // Boxed, and so freed once the response exists: hyper keeps the
+                    // allocation of this outer future for the connection's life, which
+                    // for an event stream is long.
+                    let response = Box::pin(routes.call(req))
+                        .await
+                        .unwrap_or_else(|err| err.into_response());
+                    Ok::<_, Infallible>(hyper::Response::<ResponseBody>::from(response))
+                }
+            });
+            let connection = http.serve_connection(TokioIo::new(socket), service);
+            let stop = shutdown.clone();
+            connections.spawn(async move {
+                let _slot = slot;
+                tokio::pin!(connection);
+                let served = tokio::select! {
+                    served = connection.as_mut() => served,
+                    () = stop.cancelled() => {
+                        // Finish the request in flight (streams end on their own), then
+                        // close.
+                        connection.as_mut().graceful_shutdown();
+                        connection.await
+                    }
+                };
+                if let Err(err) = served {
+                    // Clients hanging up and header timeouts end up here: not our fault.
+                    tracing::debug!(cause = %err, %remote, "connection ended with an error");
+                }
+            });
+        }
+        streams_stop.cancel();
+        drop(listener);
+        connections.close();
+        if tokio::time::timeout(SHUTDOWN_GRACE, connections.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                open = connections.len(),
+                "connections still open after the grace period; closing them"
+            );
+        }
+        // The routes held every WriterHandle; with the connections gone the writer drains
+        // its queue and stops. A connection still open past the grace period may hold one
+        // a moment longer, hence the bound.
+        drop(routes);
         match tokio::time::timeout(SHUTDOWN_GRACE, writer_task).await {
             Ok(Ok(())) => {}
             Ok(Err(err)) => tracing::error!(cause = %err, "the writer task failed"),
@@ -136,6 +231,18 @@ impl App {
         }
         storage.close().await;
         tracing::info!("stopped");
-        served.context("the HTTP server failed")
     }
+}
+
+/// Binds the listening socket with a backlog deep enough for reconnect storms.
+fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    // Restarting must not wait for the old connections' TIME_WAIT to clear.
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
 }

@@ -56,6 +56,18 @@ pub struct Config {
     #[arg(long, env = "FACTLOG_MAX_SUBSCRIBERS", default_value_t = 100_000)]
     pub max_subscribers: usize,
 
+    /// Seconds a client may take to send a request's head; connections that send nothing,
+    /// or trickle it, are closed after this.
+    #[arg(long, env = "FACTLOG_HEADER_TIMEOUT_SECS", default_value_t = 10,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub header_timeout_secs: u64,
+
+    /// Open connections (streams and requests together) beyond this many wait in the
+    /// listen queue until one closes.
+    #[arg(long, env = "FACTLOG_MAX_CONNECTIONS", default_value_t = 20_000,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    pub max_connections: usize,
+
     /// full: an acknowledged fact survives power loss; normal: survives a crash of the
     /// process.
     #[arg(long, env = "FACTLOG_SYNC", value_enum, default_value_t = SyncLevel::Full)]
@@ -75,6 +87,8 @@ impl Config {
             cors_origins: Vec::new(),
             max_body_bytes: 65536,
             max_subscribers: 100_000,
+            header_timeout_secs: 10,
+            max_connections: 20_000,
             sync: SyncLevel::Full,
         }
     }
