@@ -39,7 +39,10 @@ use futures_util::StreamExt as _;
 use poem::http::{HeaderValue, header};
 use poem::web::Data;
 use poem::{Body, Request, Response, handler};
-use tokio::sync::broadcast::{self, error::RecvError};
+use tokio::sync::broadcast::{
+    self,
+    error::{RecvError, TryRecvError},
+};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -49,11 +52,18 @@ use crate::error::AppError;
 use crate::notifier::{Batch, StreamGuard};
 use crate::storage::Storage;
 
-/// Rows per replay read at first: small, so the first event comes quickly.
+/// Rows per replay read at first: few, so that the first event comes quickly.
 const FIRST_PAGE: i64 = 128;
-/// Rows per replay read once a stream is catching up a long way. Bounds what one stream
-/// holds in memory (with facts at most `--max-body-bytes` each).
-const MAX_PAGE: i64 = 1024;
+/// The fewest rows per replay read once the size of the facts is known.
+const MIN_PAGE: i64 = 16;
+/// The most rows per replay read.
+const MAX_PAGE: i64 = 8192;
+/// Bytes of frames per replay read. A stream holds at most one page (plus the frame that
+/// crosses this size) while its reader is slow.
+const PAGE_BYTES: usize = 128 * 1024;
+/// A live stream writes the groups already waiting for it together, up to about this many
+/// bytes per write.
+const COALESCE_BYTES: usize = 64 * 1024;
 
 /// What the query string of `GET /events` may say.
 #[derive(Debug, Default)]
@@ -152,6 +162,7 @@ pub async fn events(req: &Request, state: Data<&AppState>) -> Result<Response, A
         storage: state.storage.clone(),
         filter,
         cursor,
+        page_rows: FIRST_PAGE,
         keep_alive: Duration::from_secs(state.config.keep_alive_secs),
         shutdown: state.shutdown.clone(),
     };
@@ -170,6 +181,8 @@ struct Stream {
     filter: Option<EventFilter>,
     /// The newest id already considered (sent, or skipped by the filter).
     cursor: i64,
+    /// Rows to ask for in the next replay read.
+    page_rows: i64,
     keep_alive: Duration,
     shutdown: CancellationToken,
 }
@@ -195,22 +208,30 @@ impl Stream {
             let _guard = guard;
             yield opening;
             let mut replaying = true;
-            let mut page = FIRST_PAGE;
+            // The keep-alive timer is re-armed only when it fires, not on every write: a
+            // timer reset takes the runtime's timer lock, which thousands of busy streams
+            // would contend for. `last_write` says whether the stream was idle meanwhile.
+            let mut last_write = Instant::now();
             let keep_alive = tokio::time::sleep(self.keep_alive);
             tokio::pin!(keep_alive);
+            // Made once: each `cancelled()` future registers with the token under a lock.
+            let stop = self.shutdown.clone().cancelled_owned();
+            tokio::pin!(stop);
             loop {
-                // A long replay never waits on the notifier, so it checks for shutdown itself.
-                if self.shutdown.is_cancelled() {
-                    break;
-                }
                 if replaying {
-                    match self.replay_page(page).await {
+                    // A long replay never waits on the notifier, so it checks for shutdown
+                    // itself.
+                    if self.shutdown.is_cancelled() {
+                        break;
+                    }
+                    // Boxed: the read's future is large, and held inline it would make
+                    // every idle stream carry its size for good.
+                    match Box::pin(self.replay_page()).await {
                         Ok((frames, more)) => {
                             replaying = more;
-                            page = (page * 2).min(MAX_PAGE);
                             if let Some(frames) = frames {
                                 yield frames;
-                                keep_alive.as_mut().reset(Instant::now() + self.keep_alive);
+                                last_write = Instant::now();
                             }
                         }
                         Err(err) => {
@@ -224,7 +245,7 @@ impl Stream {
                 }
                 let wake = tokio::select! {
                     biased;
-                    () = self.shutdown.cancelled() => Wake::Stop,
+                    () = &mut stop => Wake::Stop,
                     received = live.recv() => match received {
                         Ok(group) => Wake::Group(group),
                         Err(RecvError::Lagged(_)) => Wake::Lagged,
@@ -238,13 +259,33 @@ impl Stream {
                         // Fell behind the shared buffer: catch up from the database. The
                         // subscription is kept, so the hand-off argument holds again.
                         replaying = true;
-                        page = MAX_PAGE;
                         continue;
                     }
-                    Wake::KeepAlive => Bytes::from_static(b": keep-alive\n\n"),
+                    Wake::KeepAlive => {
+                        let due = last_write + self.keep_alive;
+                        if Instant::now() < due {
+                            keep_alive.as_mut().reset(due);
+                            continue;
+                        }
+                        keep_alive.as_mut().reset(Instant::now() + self.keep_alive);
+                        Bytes::from_static(b": keep-alive\n\n")
+                    }
                     Wake::Group(group) => {
-                        let frames = group.frames_after(self.cursor, self.filter.as_ref());
-                        self.cursor = self.cursor.max(group.last_id().unwrap_or(0));
+                        // Groups that are already waiting go out in the same write: one
+                        // wake-up and one system call for all of them, instead of one each.
+                        let mut frames = self.take_group(&group);
+                        while frames.as_ref().is_none_or(|f| f.len() < COALESCE_BYTES) {
+                            match live.try_recv() {
+                                Ok(group) => {
+                                    frames = join(frames, self.take_group(&group));
+                                }
+                                Err(TryRecvError::Lagged(_)) => {
+                                    replaying = true;
+                                    break;
+                                }
+                                Err(TryRecvError::Empty | TryRecvError::Closed) => break,
+                            }
+                        }
                         match frames {
                             Some(frames) => frames,
                             None => continue,
@@ -252,33 +293,105 @@ impl Stream {
                     }
                 };
                 yield frames;
-                keep_alive.as_mut().reset(Instant::now() + self.keep_alive);
+                last_write = Instant::now();
             }
         }
     }
 
-    /// Reads and renders the next page after the cursor; says whether more may follow.
-    async fn replay_page(&mut self, limit: i64) -> Result<(Option<Bytes>, bool), AppError> {
-        let records = self
+    /// This group's frames that the stream has not sent yet, and moves the cursor past it.
+    fn take_group(&mut self, group: &Batch) -> Option<Bytes> {
+        let frames = group.frames_after(self.cursor, self.filter.as_ref());
+        self.cursor = self.cursor.max(group.last_id().unwrap_or(0));
+        frames
+    }
+
+    /// Reads the next page after the cursor, rendered; says whether more may follow.
+    ///
+    /// Only a page with fewer rows than asked for ends the replay: a page cut at
+    /// `PAGE_BYTES` says nothing about what follows, and going live too early would skip
+    /// the facts committed between the cursor and the first live group.
+    async fn replay_page(&mut self) -> Result<(Option<Bytes>, bool), AppError> {
+        let asked = self.page_rows;
+        let page = self
             .storage
-            .read_after(self.cursor, limit, self.filter.as_ref())
+            .read_frames(self.cursor, asked, self.filter.as_ref())
             .await?;
-        let more = i64::try_from(records.len()).unwrap_or(i64::MAX) >= limit;
-        let Some(last) = records.last() else {
+        if page.count == 0 {
             return Ok((None, false));
-        };
-        self.cursor = last.id;
-        let mut frames = BytesMut::new();
-        for record in &records {
-            record.render_frame(&mut frames);
         }
-        Ok((Some(frames.freeze()), more))
+        // Size the next page from this one's facts, so that it comes to about PAGE_BYTES.
+        let average = (page.frames.len() / usize::try_from(page.count).unwrap_or(1)).max(1);
+        self.page_rows = i64::try_from(PAGE_BYTES / average + 1)
+            .unwrap_or(MAX_PAGE)
+            .clamp(MIN_PAGE, MAX_PAGE);
+        // A page of facts much larger than the last page's keeps only its first PAGE_BYTES
+        // (and the frame that crosses it); the rest is read again next time. What a stream
+        // holds while its reader is slow is therefore at most that.
+        match cut_at(&page.frames, PAGE_BYTES) {
+            Some((kept, last_id)) => {
+                self.cursor = last_id;
+                Ok((Some(kept), true))
+            }
+            None => {
+                self.cursor = page.last_id;
+                Ok((Some(page.frames), page.count >= asked))
+            }
+        }
+    }
+}
+
+/// When `frames` is longer than `limit`, the frames up to and including the one that
+/// crosses `limit`, and that frame's id. Every `\n\n` in rendered frames ends a frame:
+/// facts are compact JSON and event names have no line breaks.
+fn cut_at(frames: &Bytes, limit: usize) -> Option<(Bytes, i64)> {
+    let from = limit.checked_sub(1)?;
+    let end = memchr::memmem::find(frames.get(from..)?, b"\n\n")? + from + 2;
+    if end >= frames.len() {
+        return None;
+    }
+    let start = memchr::memmem::rfind(&frames[..end - 2], b"\n\n").map_or(0, |at| at + 2);
+    let digits = frames[start..].strip_prefix(b"id: ")?;
+    let len = digits.iter().take_while(|b| b.is_ascii_digit()).count();
+    let id = std::str::from_utf8(&digits[..len]).ok()?.parse().ok()?;
+    Some((frames.slice(..end), id))
+}
+
+/// Two optional chunks as one.
+fn join(first: Option<Bytes>, second: Option<Bytes>) -> Option<Bytes> {
+    match (first, second) {
+        (Some(first), Some(second)) => {
+            let mut joined = BytesMut::with_capacity(first.len() + second.len());
+            joined.extend_from_slice(&first);
+            joined.extend_from_slice(&second);
+            Some(joined.freeze())
+        }
+        (first, second) => first.or(second),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pages_are_cut_at_a_frame_boundary() {
+        let frames = Bytes::from_static(
+            b"id: 7\ndata: 1\n\nid: 8\nevent: a\ndata: 22\n\nid: 9\ndata: 3\n\n",
+        );
+        // The limit falls inside the second frame: keep it whole, and say its id.
+        let (kept, last) = cut_at(&frames, 20).expect("cut");
+        assert_eq!(
+            &kept[..],
+            b"id: 7\ndata: 1\n\nid: 8\nevent: a\ndata: 22\n\n"
+        );
+        assert_eq!(last, 8);
+        // The limit falls inside the first frame.
+        assert_eq!(cut_at(&frames, 1).map(|(_, id)| id), Some(7));
+        // Within the limit, or crossing it only with the last frame: nothing to cut.
+        assert!(cut_at(&frames, frames.len()).is_none());
+        assert!(cut_at(&frames, frames.len() - 3).is_none());
+        assert!(cut_at(&frames, 0).is_none());
+    }
 
     #[test]
     fn query_parsing() {

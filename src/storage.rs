@@ -16,6 +16,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use anyhow::Context as _;
+use bytes::Bytes;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
     SqliteSynchronous,
@@ -130,6 +131,50 @@ impl Storage {
         Ok(rows)
     }
 
+    /// The next page of a stream's replay: the SSE frames of up to `rows` facts after
+    /// `after` (of the filter's types), oldest first, back to back.
+    ///
+    /// SQLite renders the frames and joins them into one string, so a page is one row
+    /// for sqlx to carry across from its connection thread instead of one per fact: that
+    /// hand-over, not SQLite, was most of a replay's cost. The frame text must match
+    /// [`FactRecord::render_frame`], which renders live facts; a test checks both.
+    ///
+    /// # Errors
+    /// When the database cannot be read.
+    pub async fn read_frames(
+        &self,
+        after: i64,
+        rows: i64,
+        filter: Option<&EventFilter>,
+    ) -> Result<FramePage, AppError> {
+        let names = filter.map(EventFilter::as_json);
+        let page = sqlx::query!(
+            r#"SELECT group_concat(
+                        'id: ' || id || char(10)
+                        || iif(event IS NULL, '', 'event: ' || event || char(10))
+                        || 'data: ' || fact || char(10) || char(10),
+                        '' ORDER BY id) AS "frames: String",
+                      coalesce(max(id), 0) AS "last_id!: i64",
+                      count(id) AS "count!: i64"
+               FROM (SELECT id, event, fact
+                     FROM facts
+                     WHERE id > ?1
+                       AND (?2 IS NULL OR coalesce(event, 'message') IN (SELECT value FROM json_each(?2)))
+                     ORDER BY id
+                     LIMIT ?3)"#,
+            after,
+            names,
+            rows
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(FramePage {
+            frames: Bytes::from(page.frames.unwrap_or_default().into_bytes()),
+            last_id: page.last_id,
+            count: page.count,
+        })
+    }
+
     /// Up to `limit` facts with an id smaller than `before`, oldest first: the page just
     /// before a position, for reading the log backwards.
     ///
@@ -228,6 +273,17 @@ impl Storage {
     pub async fn close(&self) {
         self.pool.close().await;
     }
+}
+
+/// A page of rendered frames; see [`Storage::read_frames`].
+#[derive(Debug)]
+pub struct FramePage {
+    /// The frames, back to back; empty when there were no facts.
+    pub frames: Bytes,
+    /// The id of the last fact in the page (0 when none).
+    pub last_id: i64,
+    /// How many facts the page holds.
+    pub count: i64,
 }
 
 /// Sorts a database error into "the database cannot take this now" (503: full, read-only,
