@@ -271,9 +271,9 @@ impl Stream {
                         Bytes::from_static(b": keep-alive\n\n")
                     }
                     Wake::Group(group) => {
+                        let mut frames = self.take_group(&group);
                         // Groups that are already waiting go out in the same write: one
                         // wake-up and one system call for all of them, instead of one each.
-                        let mut frames = self.take_group(&group);
                         while frames.as_ref().is_none_or(|f| f.len() < COALESCE_BYTES) {
                             match live.try_recv() {
                                 Ok(group) => {
