@@ -373,6 +373,17 @@ fn publish_guard(ep: impl Endpoint + 'static) -> impl Endpoint {
                 return Err(AppError::Unauthorized.into());
             }
         }
+        // One event type per fact: `?event=a&event=b` is a mistake, not a choice.
+        let query = req.uri().query().unwrap_or_default();
+        if query.contains("event") {
+            let events = parse_urlencoded(query.as_bytes())?
+                .into_iter()
+                .filter(|(name, _)| name == "event")
+                .count();
+            if events > 1 {
+                return Err(AppError::bad_request("event is given more than once").into());
+            }
+        }
         let limit = state.config.max_body_bytes;
         let declared = req
             .headers()

@@ -30,6 +30,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::Config;
+use crate::metrics::Metrics;
 use crate::notifier::Notifier;
 use crate::storage::writer::{self, WriterHandle};
 use crate::storage::{Opened, Storage};
@@ -41,6 +42,9 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 /// Connections waiting to be accepted; bursts of thousands of reconnecting browsers (after
 /// a deploy, say) queue here instead of being refused.
 const LISTEN_BACKLOG: u32 = 4096;
+
+/// The largest request head (request line and headers) accepted. Beyond it: 431.
+const MAX_HEAD_BYTES: usize = 64 * 1024;
 
 /// The body type poem's responses convert into for hyper.
 type ResponseBody = http_body_util::combinators::BoxBody<bytes::Bytes, std::io::Error>;
@@ -60,6 +64,8 @@ pub struct AppState {
     pub log_id: Arc<str>,
     /// Fires when the server is stopping; streams end on it.
     pub shutdown: CancellationToken,
+    /// What `GET /metrics` reports.
+    pub metrics: Arc<Metrics>,
 }
 
 /// A built, bound, not yet serving factlog.
@@ -86,7 +92,9 @@ impl App {
         } = Storage::open(&config.database_url, config.sync).await?;
         let log_id = storage.log_id().await.context("cannot read the log's id")?;
         let notifier = Notifier::new(newest_id, config.max_subscribers);
-        let (writer, writer_task) = writer::spawn(writer_conn, Arc::clone(&notifier));
+        let metrics = Metrics::new();
+        let (writer, writer_task) =
+            writer::spawn(writer_conn, Arc::clone(&notifier), Arc::clone(&metrics));
 
         let listener =
             bind(config.listen).with_context(|| format!("cannot listen on {}", config.listen))?;
@@ -110,6 +118,7 @@ impl App {
                 config: Arc::new(config),
                 log_id: log_id.into(),
                 shutdown: CancellationToken::new(),
+                metrics,
             },
             writer_task,
         })
@@ -138,6 +147,9 @@ impl App {
         let mut http = http1::Builder::new();
         http.timer(TokioTimer::new())
             .header_read_timeout(Duration::from_secs(config.header_timeout_secs))
+            // A request head larger than this is refused with 431; bodies are read in
+            // pieces and bounded by `--max-body-bytes` instead.
+            .max_header_size(MAX_HEAD_BYTES)
             .keep_alive(true);
         let slots = Arc::new(Semaphore::new(config.max_connections));
         let connections = TaskTracker::new();

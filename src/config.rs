@@ -14,6 +14,15 @@ pub enum SyncLevel {
     Normal,
 }
 
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// One human-readable line per event.
+    Text,
+    /// One JSON object per line, for log collectors.
+    Json,
+}
+
 /// factlog: an append-only log of JSON facts, served over HTTP and Server-Sent Events.
 #[derive(Debug, Clone, Parser)]
 #[command(version, about)]
@@ -68,6 +77,10 @@ pub struct Config {
           value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     pub max_connections: usize,
 
+    /// Log lines as human-readable text or as JSON objects (one per line).
+    #[arg(long, env = "FACTLOG_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+
     /// full: an acknowledged fact survives power loss; normal: survives a crash of the
     /// process.
     #[arg(long, env = "FACTLOG_SYNC", value_enum, default_value_t = SyncLevel::Full)]
@@ -89,6 +102,7 @@ impl Config {
             max_subscribers: 100_000,
             header_timeout_secs: 10,
             max_connections: 20_000,
+            log_format: LogFormat::Text,
             sync: SyncLevel::Full,
         }
     }

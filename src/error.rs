@@ -84,7 +84,9 @@ impl poem::error::ResponseError for AppError {
                 tracing::error!(cause = format!("{cause:#}"), "request failed");
             }
             Self::Unavailable(cause) => tracing::warn!(%cause, "database unavailable"),
-            _ => {}
+            Self::ShuttingDown => tracing::debug!("refused: shutting down"),
+            // The client's mistake (or a full house): worth a warning, not an error.
+            _ => tracing::warn!(status = self.status().as_u16(), error = %self, "request refused"),
         }
         let mut response = json_error(self.status(), &self.to_string());
         match self {
@@ -124,7 +126,14 @@ pub async fn json_error_response(err: poem::Error) -> Response {
         tracing::error!(cause = %err, "request failed");
         "internal error".to_string()
     } else {
-        describe(&err)
+        let message = describe(&err);
+        // Unknown paths (a browser's /favicon.ico) are routine; other mistakes are not.
+        if status == StatusCode::NOT_FOUND {
+            tracing::debug!(status = status.as_u16(), error = %message, "request refused");
+        } else {
+            tracing::warn!(status = status.as_u16(), error = %message, "request refused");
+        }
+        message
     };
     json_error(status, &message)
 }

@@ -18,13 +18,15 @@
 //!    increase and nothing is skipped.
 //!
 //! [`app`] fixes the start-up and shutdown order; [`routes`] composes the endpoints and
-//! middleware; [`error`] maps every failure to a status and a JSON body.
+//! middleware; [`error`] maps every failure to a status and a JSON body; [`metrics`]
+//! counts what operators watch.
 
 pub mod api;
 pub mod app;
 pub mod config;
 pub mod domain;
 pub mod error;
+pub mod metrics;
 pub mod notifier;
 pub mod routes;
 pub mod sse;

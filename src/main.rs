@@ -14,7 +14,14 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 #[tokio::main]
 async fn main() -> ExitCode {
     let config = Config::parse();
-    telemetry::init(telemetry::DEFAULT_FILTER);
+    telemetry::init(telemetry::DEFAULT_FILTER, config.log_format);
+    // Signals are listened for before anything starts: a SIGTERM that arrives while the
+    // database is being opened stops the server as soon as it is up, cleanly, instead of
+    // killing it half-started.
+    let shutdown = CancellationToken::new();
+    cancel_on_signal(shutdown.clone());
+    #[cfg(target_os = "linux")]
+    survive_file_size_limit();
 
     let app = match App::build(config).await {
         Ok(app) => app,
@@ -24,33 +31,64 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let shutdown = CancellationToken::new();
-    tokio::spawn(cancel_on_signal(shutdown.clone()));
     app.run(shutdown).await;
     ExitCode::SUCCESS
 }
 
-/// Cancels `shutdown` on the first SIGINT (Ctrl-C) or SIGTERM (systemd, Kubernetes).
-async fn cancel_on_signal(shutdown: CancellationToken) {
-    let ctrl_c = tokio::signal::ctrl_c();
+/// A write past the file-size limit (`RLIMIT_FSIZE`, `ulimit -f`) raises SIGXFSZ, whose
+/// default action kills the process. Handled, the write just fails, and the POST gets the
+/// same 503 as on a full disk, with nothing written; posting works again once the limit is
+/// raised.
+#[cfg(target_os = "linux")]
+fn survive_file_size_limit() {
+    use tokio::signal::unix::{SignalKind, signal};
+    // SIGXFSZ is 25 on every Linux architecture tokio runs on.
+    const SIGXFSZ: i32 = 25;
+    match signal(SignalKind::from_raw(SIGXFSZ)) {
+        Ok(mut signals) => {
+            tokio::spawn(async move {
+                while signals.recv().await.is_some() {
+                    tracing::warn!("a write went past the file-size limit (SIGXFSZ)");
+                }
+            });
+        }
+        Err(err) => tracing::warn!(cause = %err, "cannot handle SIGXFSZ"),
+    }
+}
+
+/// Cancels `shutdown` on the first SIGINT (Ctrl-C) or SIGTERM (systemd, Kubernetes). The
+/// handlers are installed before this returns.
+fn cancel_on_signal(shutdown: CancellationToken) {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = ctrl_c => {}
-                    _ = term.recv() => {}
-                }
+        match (
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::terminate()),
+        ) {
+            (Ok(mut interrupt), Ok(mut terminate)) => {
+                tokio::spawn(async move {
+                    tokio::select! {
+                        _ = interrupt.recv() => {}
+                        _ = terminate.recv() => {}
+                    }
+                    tracing::info!("shutting down");
+                    shutdown.cancel();
+                });
             }
-            Err(err) => {
-                tracing::warn!(cause = %err, "cannot listen for SIGTERM; only Ctrl-C stops the server");
-                let _ = ctrl_c.await;
+            (Err(err), _) | (_, Err(err)) => {
+                tracing::warn!(cause = %err, "cannot listen for signals; only Ctrl-C stops the server");
+                tokio::spawn(async move {
+                    let _ = tokio::signal::ctrl_c().await;
+                    shutdown.cancel();
+                });
             }
         }
     }
     #[cfg(not(unix))]
-    let _ = ctrl_c.await;
-    tracing::info!("shutting down");
-    shutdown.cancel();
+    tokio::spawn(async move {
+        let _ = tokio::signal::ctrl_c().await;
+        tracing::info!("shutting down");
+        shutdown.cancel();
+    });
 }

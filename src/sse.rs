@@ -49,6 +49,7 @@ use tokio_util::sync::CancellationToken;
 use crate::app::AppState;
 use crate::domain::{EventFilter, EventName, StartPosition, parse_urlencoded};
 use crate::error::AppError;
+use crate::metrics::Metrics;
 use crate::notifier::{Batch, StreamGuard};
 use crate::storage::Storage;
 
@@ -165,6 +166,7 @@ pub async fn events(req: &Request, state: Data<&AppState>) -> Result<Response, A
         page_rows: FIRST_PAGE,
         keep_alive: Duration::from_secs(state.config.keep_alive_secs),
         shutdown: state.shutdown.clone(),
+        metrics: Arc::clone(&state.metrics),
     };
     let body = stream.run(opening.freeze(), live, guard);
 
@@ -185,6 +187,7 @@ struct Stream {
     page_rows: i64,
     keep_alive: Duration,
     shutdown: CancellationToken,
+    metrics: Arc<Metrics>,
 }
 
 /// What woke a live stream.
@@ -206,6 +209,7 @@ impl Stream {
             // Held for the life of the body: the stream is counted until the connection
             // drops it.
             let _guard = guard;
+            self.metrics.stream_sent(opening.len());
             yield opening;
             let mut replaying = true;
             // The keep-alive timer is re-armed only when it fires, not on every write: a
@@ -230,6 +234,7 @@ impl Stream {
                         Ok((frames, more)) => {
                             replaying = more;
                             if let Some(frames) = frames {
+                                self.metrics.stream_sent(frames.len());
                                 yield frames;
                                 last_write = Instant::now();
                             }
@@ -258,6 +263,7 @@ impl Stream {
                     Wake::Lagged => {
                         // Fell behind the shared buffer: catch up from the database. The
                         // subscription is kept, so the hand-off argument holds again.
+                        self.metrics.stream_caught_up();
                         replaying = true;
                         continue;
                     }
@@ -280,6 +286,7 @@ impl Stream {
                                     frames = join(frames, self.take_group(&group));
                                 }
                                 Err(TryRecvError::Lagged(_)) => {
+                                    self.metrics.stream_caught_up();
                                     replaying = true;
                                     break;
                                 }
@@ -292,6 +299,7 @@ impl Stream {
                         }
                     }
                 };
+                self.metrics.stream_sent(frames.len());
                 yield frames;
                 last_write = Instant::now();
             }

@@ -59,6 +59,9 @@ impl Storage {
     /// When the file cannot be opened or created, is not a SQLite database, or holds a
     /// schema this build does not know; the message names which.
     pub async fn open(url: &str, sync: SyncLevel) -> anyhow::Result<Opened> {
+        if !url.starts_with("sqlite:") {
+            anyhow::bail!("{url} is not a sqlite:// database URL (the only kind supported)");
+        }
         let base = SqliteConnectOptions::from_str(url)
             .with_context(|| format!("{url} is not a valid sqlite:// database URL"))?
             .busy_timeout(BUSY_TIMEOUT)

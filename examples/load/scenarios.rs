@@ -897,7 +897,7 @@ async fn prefill(path: &Path, count: u64, size: usize) -> anyhow::Result<()> {
         bail!("{} is not empty", path.display());
     }
     let notifier = factlog::notifier::Notifier::new(0, 1);
-    let (handle, task) = writer::spawn(conn, notifier);
+    let (handle, task) = writer::spawn(conn, notifier, factlog::metrics::Metrics::new());
     // Enough appenders in flight to fill the writer's largest groups.
     let appenders = 8192u64;
     let mut tasks = JoinSet::new();

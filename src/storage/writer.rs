@@ -16,6 +16,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Instant;
 
 use chrono::{SecondsFormat, Utc};
 use sqlx::Connection as _;
@@ -25,6 +26,7 @@ use tokio::task::JoinHandle;
 
 use crate::domain::{EventName, FactRecord, IdempotencyKey};
 use crate::error::AppError;
+use crate::metrics::Metrics;
 use crate::notifier::Notifier;
 
 /// The most facts committed in one group.
@@ -81,14 +83,24 @@ impl WriterHandle {
     }
 }
 
-/// Starts the writer over `conn`, publishing each committed group to `notifier`.
-pub fn spawn(conn: SqliteConnection, notifier: Arc<Notifier>) -> (WriterHandle, JoinHandle<()>) {
+/// Starts the writer over `conn`, publishing each committed group to `notifier` and
+/// counting it in `metrics`.
+pub fn spawn(
+    conn: SqliteConnection,
+    notifier: Arc<Notifier>,
+    metrics: Arc<Metrics>,
+) -> (WriterHandle, JoinHandle<()>) {
     let (queue, jobs) = mpsc::channel(QUEUE_DEPTH);
-    let task = tokio::spawn(run(conn, jobs, notifier));
+    let task = tokio::spawn(run(conn, jobs, notifier, metrics));
     (WriterHandle { queue }, task)
 }
 
-async fn run(mut conn: SqliteConnection, mut jobs: mpsc::Receiver<Job>, notifier: Arc<Notifier>) {
+async fn run(
+    mut conn: SqliteConnection,
+    mut jobs: mpsc::Receiver<Job>,
+    notifier: Arc<Notifier>,
+    metrics: Arc<Metrics>,
+) {
     let mut held_over: Option<Job> = None;
     loop {
         let first = match held_over.take() {
@@ -113,7 +125,7 @@ async fn run(mut conn: SqliteConnection, mut jobs: mpsc::Receiver<Job>, notifier
             }
             batch.push(job);
         }
-        commit_group(&mut conn, batch, &notifier).await;
+        commit_group(&mut conn, batch, &notifier, &metrics).await;
     }
     if let Err(err) = conn.close().await {
         tracing::warn!(cause = %err, "closing the writer's connection failed");
@@ -133,9 +145,18 @@ enum Source {
 }
 
 #[tracing::instrument(level = "debug", skip_all, fields(facts = batch.len()))]
-async fn commit_group(conn: &mut SqliteConnection, batch: Vec<Job>, notifier: &Notifier) {
+async fn commit_group(
+    conn: &mut SqliteConnection,
+    batch: Vec<Job>,
+    notifier: &Notifier,
+    metrics: &Metrics,
+) {
+    let started = Instant::now();
     match write_group(conn, &batch).await {
         Ok((sources, inserted)) => {
+            if !inserted.is_empty() {
+                metrics.committed(inserted.len(), started.elapsed().as_secs_f64());
+            }
             notifier.publish(&inserted);
             for (job, source) in batch.into_iter().zip(sources) {
                 let answer = match source {

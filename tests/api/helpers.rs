@@ -48,7 +48,7 @@ pub async fn spawn_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
 
 async fn start(config: Config, dir: Arc<TempDir>) -> TestApp {
     if std::env::var_os("TEST_LOG").is_some() {
-        factlog::telemetry::init("factlog=debug,warn");
+        factlog::telemetry::init("factlog=debug,warn", factlog::config::LogFormat::Text);
     }
     let app = App::build(config.clone()).await.expect("the server starts");
     let addr = app.local_addr();
@@ -360,30 +360,44 @@ pub fn assert_consecutive(events: &[Event], first: i64) {
     assert_eq!(ids, expected, "ids must be consecutive from {first}");
 }
 
-/// The factlog binary as a separate process, for signals.
+/// The factlog binary as a separate process, for signals, limits and its log.
 pub struct Process {
     pub child: Child,
     pub addr: SocketAddr,
     stderr: Option<std::thread::JoinHandle<()>>,
+    log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+/// The command that runs the binary over `db` with extra flags.
+pub fn factlog_command(db: &std::path::Path, listen: &str, extra: &[&str]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_factlog"));
+    command
+        .arg("--listen")
+        .arg(listen)
+        .arg("--database-url")
+        .arg(format!("sqlite://{}", db.display()))
+        .args(extra)
+        .env("RUST_LOG", "factlog=info")
+        .env_remove("DATABASE_URL")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    command
 }
 
 impl Process {
     /// Starts the binary over `db` with extra flags, and waits for its start-up line.
     pub fn start(db: &std::path::Path, listen: &str, extra: &[&str]) -> Process {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_factlog"))
-            .arg("--listen")
-            .arg(listen)
-            .arg("--database-url")
-            .arg(format!("sqlite://{}", db.display()))
-            .args(extra)
-            .env("RUST_LOG", "factlog=info")
-            .env_remove("DATABASE_URL")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("the binary starts");
+        Self::spawn(factlog_command(db, listen, extra))
+    }
+
+    /// Starts `command` (the binary, or a wrapper that execs it) and waits for the
+    /// start-up line; keeps every line it logs.
+    pub fn spawn(mut command: Command) -> Process {
+        let mut child = command.spawn().expect("the binary starts");
         let stderr = child.stderr.take().expect("stderr");
+        let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
         let (tx, rx) = std::sync::mpsc::channel();
+        let kept = std::sync::Arc::clone(&log);
         let reader = std::thread::spawn(move || {
             use std::io::BufRead as _;
             let mut tx = Some(tx);
@@ -393,17 +407,19 @@ impl Process {
             {
                 if let Some(addr) = line.split("listening on http://").nth(1) {
                     if let Some(tx) = tx.take() {
-                        let _ = tx.send(
-                            addr.split_whitespace()
-                                .next()
-                                .unwrap_or_default()
-                                .to_owned(),
-                        );
+                        let addr: String = addr
+                            .chars()
+                            .take_while(|c| {
+                                c.is_ascii_digit() || matches!(c, '.' | ':' | '[' | ']')
+                            })
+                            .collect();
+                        let _ = tx.send(addr);
                     }
                 }
                 if std::env::var_os("TEST_LOG").is_some() {
                     eprintln!("[factlog] {line}");
                 }
+                kept.lock().expect("the log").push(line);
             }
         });
         let addr = rx
@@ -413,11 +429,24 @@ impl Process {
             child,
             addr: addr.parse().expect("an address"),
             stderr: Some(reader),
+            log,
         }
     }
 
     pub fn base(&self) -> String {
         format!("http://{}", self.addr)
+    }
+
+    /// The process's resident memory, in KiB.
+    pub fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .expect("/proc status");
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .expect("VmRSS")
     }
 
     /// Sends a signal by name (`TERM`, `KILL`).
@@ -428,6 +457,13 @@ impl Process {
             .status()
             .expect("kill runs");
         assert!(status.success());
+    }
+
+    /// Waits for the process to exit (after a signal) and returns every line it logged.
+    pub fn finish(self, limit: Duration) -> Vec<String> {
+        let log = std::sync::Arc::clone(&self.log);
+        self.wait(limit);
+        log.lock().expect("the log").clone()
     }
 
     /// Waits for the process to exit and returns whether it exited successfully.

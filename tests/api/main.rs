@@ -2,7 +2,9 @@
 //! a real server on a free port over a temporary SQLite file.
 
 mod events;
+mod faults;
 mod helpers;
+mod operations;
 mod post_facts;
 mod read_facts;
 mod resume;

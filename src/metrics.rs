@@ -1,0 +1,154 @@
+//! `GET /metrics`: what an operator graphs and alerts on, in the Prometheus text format
+//! (OpenMetrics), through the `prometheus-client` crate.
+//!
+//! Everything is a plain atomic on the hot paths: a counter add per commit, per stream
+//! write and per response, a histogram observation per commit.
+
+use std::sync::Arc;
+
+use poem::http::{StatusCode, header};
+use poem::web::Data;
+use poem::{Response, handler};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::{Registry, Unit};
+
+use crate::app::AppState;
+
+/// A response's status code, as a label.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StatusLabel {
+    status: u16,
+}
+
+/// The service's metrics. Shared as `Arc<Metrics>`.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    facts_appended: Counter,
+    commit_facts: Histogram,
+    commit_seconds: Histogram,
+    open_streams: Gauge,
+    streams_caught_up: Counter,
+    stream_bytes: Counter,
+    responses: Family<StatusLabel, Counter>,
+}
+
+impl Metrics {
+    /// Registers every metric.
+    pub fn new() -> Arc<Self> {
+        let mut registry = Registry::default();
+        let facts_appended = Counter::default();
+        registry.register(
+            "factlog_facts_appended",
+            "Facts committed to the log",
+            facts_appended.clone(),
+        );
+        // 1, 2, 4, ... 4096: the writer's largest group.
+        let commit_facts = Histogram::new(exponential_buckets(1.0, 2.0, 13));
+        registry.register(
+            "factlog_commit_group_facts",
+            "Facts per group commit",
+            commit_facts.clone(),
+        );
+        // 100 µs to about 1.6 s.
+        let commit_seconds = Histogram::new(exponential_buckets(0.0001, 2.0, 15));
+        registry.register_with_unit(
+            "factlog_commit_duration",
+            "Time to write and commit one group, fsync included",
+            Unit::Seconds,
+            commit_seconds.clone(),
+        );
+        let open_streams = Gauge::default();
+        registry.register(
+            "factlog_streams_open",
+            "Event streams open now",
+            open_streams.clone(),
+        );
+        let streams_caught_up = Counter::default();
+        registry.register(
+            "factlog_streams_caught_up_from_database",
+            "Times a live stream fell behind the in-memory buffer and caught up from the database",
+            streams_caught_up.clone(),
+        );
+        let stream_bytes = Counter::default();
+        registry.register_with_unit(
+            "factlog_stream_sent",
+            "Bytes written to event streams",
+            Unit::Bytes,
+            stream_bytes.clone(),
+        );
+        let responses = Family::<StatusLabel, Counter>::default();
+        registry.register(
+            "factlog_http_responses",
+            "HTTP responses by status code",
+            responses.clone(),
+        );
+        Arc::new(Self {
+            registry,
+            facts_appended,
+            commit_facts,
+            commit_seconds,
+            open_streams,
+            streams_caught_up,
+            stream_bytes,
+            responses,
+        })
+    }
+
+    /// A group of `facts` was committed in `seconds`.
+    pub fn committed(&self, facts: usize, seconds: f64) {
+        self.facts_appended.inc_by(facts as u64);
+        self.commit_facts.observe(facts as f64);
+        self.commit_seconds.observe(seconds);
+    }
+
+    /// A live stream went back to the database to catch up.
+    pub fn stream_caught_up(&self) {
+        self.streams_caught_up.inc();
+    }
+
+    /// A stream wrote `bytes`.
+    pub fn stream_sent(&self, bytes: usize) {
+        self.stream_bytes.inc_by(bytes as u64);
+    }
+
+    /// A response with `status` was sent.
+    pub fn responded(&self, status: StatusCode) {
+        self.responses
+            .get_or_create(&StatusLabel {
+                status: status.as_u16(),
+            })
+            .inc();
+    }
+
+    /// The text exposition, with the stream count as of now.
+    fn render(&self, open_streams: usize) -> Result<String, std::fmt::Error> {
+        self.open_streams
+            .set(i64::try_from(open_streams).unwrap_or(i64::MAX));
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &self.registry)?;
+        Ok(text)
+    }
+}
+
+/// `GET /metrics`.
+#[handler]
+pub fn metrics(state: Data<&AppState>) -> Response {
+    match state.metrics.render(state.notifier.open_streams()) {
+        Ok(text) => Response::builder()
+            .content_type("application/openmetrics-text; version=1.0.0; charset=utf-8")
+            .header(header::CACHE_CONTROL, "no-store")
+            .body(text),
+        Err(err) => {
+            tracing::error!(cause = %err, "cannot render the metrics");
+            crate::error::json_error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "cannot render the metrics",
+            )
+        }
+    }
+}

@@ -1,0 +1,180 @@
+//! What operators rely on: `/metrics`, JSON logs, and a publish token that never leaks.
+
+use serde_json::json;
+
+use crate::helpers::*;
+
+/// The value of the metric line that starts with `name` (with its labels).
+fn metric(text: &str, name: &str) -> Option<f64> {
+    text.lines()
+        .find(|line| line.starts_with(name) && line[name.len()..].starts_with(' '))
+        .and_then(|line| line.rsplit(' ').next())
+        .and_then(|value| value.parse().ok())
+}
+
+#[tokio::test]
+async fn metrics_count_appends_commits_streams_bytes_and_responses() {
+    let app = spawn_app().await;
+    let mut stream = app.events("", None).await;
+    for i in 0..3 {
+        app.append(&json!({ "i": i })).await;
+    }
+    stream.take(3).await;
+    let refused = app.post_raw("/facts", "application/json", "{oops").await;
+    assert_eq!(refused.status(), 400);
+
+    let response = app
+        .client
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .expect("answered");
+    assert_eq!(response.status(), 200);
+    assert!(
+        response.headers()["content-type"]
+            .to_str()
+            .expect("text")
+            .starts_with("application/openmetrics-text"),
+    );
+    let text = response.text().await.expect("a body");
+    assert_eq!(metric(&text, "factlog_facts_appended_total"), Some(3.0));
+    assert_eq!(metric(&text, "factlog_streams_open"), Some(1.0));
+    assert_eq!(
+        metric(&text, r#"factlog_http_responses_total{status="201"}"#),
+        Some(3.0)
+    );
+    assert_eq!(
+        metric(&text, r#"factlog_http_responses_total{status="400"}"#),
+        Some(1.0)
+    );
+    // Three commits of one fact each: all in the `le="1.0"` bucket.
+    assert_eq!(metric(&text, "factlog_commit_group_facts_count"), Some(3.0));
+    assert_eq!(
+        metric(&text, r#"factlog_commit_group_facts_bucket{le="1.0"}"#),
+        Some(3.0)
+    );
+    assert_eq!(
+        metric(&text, "factlog_commit_duration_seconds_count"),
+        Some(3.0)
+    );
+    assert!(metric(&text, "factlog_stream_sent_bytes_total").is_some_and(|b| b > 0.0));
+    assert_eq!(
+        metric(&text, "factlog_streams_caught_up_from_database_total"),
+        Some(0.0)
+    );
+    assert!(text.trim_end().ends_with("# EOF"));
+}
+
+#[tokio::test]
+async fn logs_can_be_json_lines() {
+    let dir = tempfile::TempDir::new().expect("a directory");
+    let server = Process::start(
+        &dir.path().join("facts.db"),
+        "127.0.0.1:0",
+        &["--log-format", "json"],
+    );
+    let client = reqwest::Client::new();
+    let refused = client
+        .post(format!("{}/facts?event=bad%20name", server.base()))
+        .json(&json!(1))
+        .send()
+        .await
+        .expect("answered");
+    assert_eq!(refused.status(), 400);
+    server.signal("TERM");
+    let log = server.finish(WAIT);
+    assert!(!log.is_empty());
+    for line in &log {
+        let parsed: serde_json::Value = serde_json::from_str(line)
+            .unwrap_or_else(|e| panic!("a log line is not JSON ({e}): {line}"));
+        assert!(parsed["level"].is_string() && parsed["fields"]["message"].is_string());
+    }
+    let start = serde_json::from_str::<serde_json::Value>(&log[0]).expect("JSON");
+    assert_eq!(start["level"], "INFO");
+    assert!(start["fields"]["addr"].is_string());
+    // A client's mistake is a warning, with what was wrong.
+    assert!(log.iter().any(|line| {
+        let parsed: serde_json::Value = serde_json::from_str(line).expect("JSON");
+        parsed["level"] == "WARN" && parsed["fields"]["status"] == 400
+    }));
+}
+
+#[tokio::test]
+async fn the_token_is_never_logged_or_echoed_and_guards_every_way_to_append() {
+    const TOKEN: &str = "s3cret-token-value-0123456789";
+    let dir = tempfile::TempDir::new().expect("a directory");
+    let mut command = factlog_command(&dir.path().join("facts.db"), "127.0.0.1:0", &[]);
+    command
+        .env("FACTLOG_PUBLISH_TOKEN", TOKEN)
+        .env("RUST_LOG", "debug");
+    let server = Process::spawn(command);
+    let base = server.base();
+    let client = reqwest::Client::new();
+
+    // Every way a request might append, without the token, or with a wrong one.
+    let mut answers = Vec::new();
+    for path in [
+        "/facts",
+        "/fact",
+        "/facts?event=x",
+        "/fact/",
+        "/facts/1",
+        "/events",
+    ] {
+        for auth in [
+            None,
+            Some(format!("Bearer {TOKEN}x")),
+            Some(TOKEN.to_owned()),
+        ] {
+            for method in [reqwest::Method::POST, reqwest::Method::PUT] {
+                let mut request = client
+                    .request(method.clone(), format!("{base}{path}"))
+                    .json(&json!({ "sneaky": path }));
+                if let Some(auth) = &auth {
+                    request = request.header("authorization", auth);
+                }
+                let response = request.send().await.expect("answered");
+                assert!(
+                    response.status().is_client_error(),
+                    "{method} {path} with {auth:?} answered {}",
+                    response.status()
+                );
+                answers.push(format!("{:?}", response.headers()));
+                answers.push(response.text().await.expect("a body"));
+            }
+        }
+    }
+    let form = client
+        .post(format!("{base}/facts"))
+        .form(&[("sneaky", "form")])
+        .send()
+        .await
+        .expect("answered");
+    assert_eq!(form.status(), 401);
+    let status: serde_json::Value = client
+        .get(format!("{base}/status"))
+        .send()
+        .await
+        .expect("answered")
+        .json()
+        .await
+        .expect("JSON");
+    assert_eq!(status["last_id"], 0, "nothing was appended");
+
+    // With the token it works, and the token is in no answer and no log line.
+    let ok = client
+        .post(format!("{base}/facts"))
+        .bearer_auth(TOKEN)
+        .json(&json!({ "ok": true }))
+        .send()
+        .await
+        .expect("answered");
+    assert_eq!(ok.status(), 201);
+    answers.push(ok.text().await.expect("a body"));
+    server.signal("TERM");
+    let log = server.finish(WAIT);
+    assert!(log.len() > 10, "debug logging was on");
+    for text in answers.iter().chain(&log) {
+        assert!(!text.contains(TOKEN), "the token leaked: {text}");
+    }
+}
