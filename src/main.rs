@@ -22,6 +22,12 @@ async fn main() -> ExitCode {
     cancel_on_signal(shutdown.clone());
     #[cfg(target_os = "linux")]
     survive_file_size_limit();
+    // Every connection is a file descriptor: use all the system allows (the soft limit is
+    // often 1,024, far below --max-connections).
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) => tracing::debug!(limit, "open file limit"),
+        Err(err) => tracing::warn!(cause = %err, "cannot raise the open file limit"),
+    }
 
     let app = match App::build(config).await {
         Ok(app) => app,
