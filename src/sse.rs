@@ -3,9 +3,10 @@
 //! A stream is one `async_stream` loop with two modes:
 //!
 //! 1. **Replay**: read the log from the database after the cursor, a page at a time
-//!    (never the whole log into memory), until a page comes back short.
-//! 2. **Live**: write each group the notifier broadcasts, skipping ids at or below the
-//!    cursor.
+//!    (about 128 KiB of frames that SQLite renders; never the whole log into memory),
+//!    until a page comes back with fewer rows than asked for.
+//! 2. **Live**: write the groups the notifier broadcasts, every group already waiting in
+//!    one write, skipping ids at or below the cursor.
 //!
 //! The hand-off between them is where such services lose or repeat events, so the order
 //! of operations matters:
