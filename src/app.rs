@@ -181,8 +181,9 @@ impl App {
             // No TCP_NODELAY: with Nagle's algorithm the kernel joins the small frames a
             // stream writes while its previous segment is unacknowledged, which halved the
             // server's CPU per delivery in the load generator's fan-out (and the readers'
-            // wake-ups), for a delay of at most one round trip. Answers to requests are
-            // written in one piece, so Nagle never holds them back.
+            // wake-ups), for a delay of at most one acknowledgement: a round trip, or a
+            // reader's delayed ACK (up to 40 ms on Linux). Answers to requests are written
+            // in one piece, so Nagle never holds them back.
             let routes = Arc::clone(&routes);
             let service = hyper::service::service_fn(move |req| {
                 let routes = Arc::clone(&routes);
