@@ -27,8 +27,11 @@ const READY: u32 = u32::MAX;
 const CONNECTS_IN_FLIGHT: usize = 256;
 /// Subscribers whose every delivery's latency is recorded (the others only count).
 const LATENCY_SAMPLED_SUBSCRIBERS: usize = 64;
-/// How long a subscriber that only counts waits between reads.
-const UNSAMPLED_READ_PAUSE: Duration = Duration::from_millis(20);
+/// How long a subscriber that only counts waits between reads: 10 to 30 ms, different for
+/// each, so that a thousand of them do not all wake at once and disturb the timed ones.
+fn unsampled_read_pause(index: usize) -> Duration {
+    Duration::from_millis(10 + (index as u64 * 7919) % 21)
+}
 
 /// The state kept across scenarios: the scratch directory and the prefilled log.
 pub struct Bench<'a> {
@@ -721,6 +724,7 @@ impl Crowd {
                     sampled: index % stride == 0,
                     ..Account::default()
                 };
+                let pause = unsampled_read_pause(index);
                 let opened = {
                     let _permit = gate.acquire().await;
                     Subscription::open(addr, index, "/events", None, 16 * 1024).await
@@ -746,7 +750,7 @@ impl Crowd {
                                 // server writes as it always does; its socket buffers
                                 // hold what arrives meanwhile.
                                 tokio::select! {
-                                    () = tokio::time::sleep(UNSAMPLED_READ_PAUSE) => {}
+                                    () = tokio::time::sleep(pause) => {}
                                     _ = stopped.changed() => break,
                                 }
                             }
