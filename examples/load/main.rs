@@ -229,11 +229,7 @@ fn report(
         let mut line = format!("{name:>16}");
         let mut medians = serde_json::Map::new();
         for (key, _) in first {
-            let mut values: Vec<f64> = runs
-                .iter()
-                .filter_map(|run| run.iter().find(|(k, _)| k == key).map(|(_, v)| *v))
-                .collect();
-            let median = median(&mut values);
+            let median = median_of(runs, key);
             line.push_str(&format!("  {key}={}", human(median)));
             medians.insert((*key).to_owned(), serde_json::json!(median));
         }
@@ -251,7 +247,12 @@ fn report(
     println!("{line}");
 }
 
-fn median(values: &mut [f64]) -> f64 {
+/// The median over `runs` of the figure named `key` (NaN when no run has it).
+fn median_of(runs: &[Metrics], key: &str) -> f64 {
+    let mut values: Vec<f64> = runs
+        .iter()
+        .filter_map(|run| run.iter().find(|(k, _)| *k == key).map(|(_, v)| *v))
+        .collect();
     if values.is_empty() {
         return f64::NAN;
     }

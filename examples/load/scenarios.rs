@@ -473,13 +473,7 @@ fn record(results: &mut Results, i: usize, name: &str, round: usize, what: &str,
 fn with_ceiling(mut params: serde_json::Value, results: &Results, key: &str) -> serde_json::Value {
     let medians: Vec<(String, f64)> = results
         .values()
-        .map(|(name, runs)| {
-            let mut values: Vec<f64> = runs
-                .iter()
-                .filter_map(|m| m.iter().find(|(k, _)| *k == key).map(|(_, v)| *v))
-                .collect();
-            (name.clone(), crate::median(&mut values))
-        })
+        .map(|(name, runs)| (name.clone(), crate::median_of(runs, key)))
         .collect();
     let Some(&(_, ceiling)) = medians.iter().find(|(name, _)| name == "ceiling") else {
         return params;
