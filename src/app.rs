@@ -33,7 +33,7 @@ use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::notifier::Notifier;
 use crate::storage::writer::{self, WriterHandle};
-use crate::storage::{Opened, Storage};
+use crate::storage::{Opened, Storage, redact};
 
 /// How long requests in flight get to finish after shutdown starts. Streams end at once;
 /// this only bounds a slow POST or a stuck client.
@@ -74,6 +74,8 @@ pub struct App {
     local_addr: SocketAddr,
     state: AppState,
     writer_task: JoinHandle<()>,
+    /// With PostgreSQL, the task that follows the shared log.
+    follow_task: Option<JoinHandle<()>>,
 }
 
 impl App {
@@ -87,14 +89,17 @@ impl App {
         }
         let Opened {
             storage,
-            writer: writer_conn,
+            appender,
+            follow,
             newest_id,
         } = Storage::open(&config.database_url, config.sync).await?;
         let log_id = storage.log_id().await.context("cannot read the log's id")?;
         let notifier = Notifier::new(newest_id, config.max_subscribers);
         let metrics = Metrics::new();
         let (writer, writer_task) =
-            writer::spawn(writer_conn, Arc::clone(&notifier), Arc::clone(&metrics));
+            writer::spawn(appender, Arc::clone(&notifier), Arc::clone(&metrics));
+        let shutdown = CancellationToken::new();
+        let follow_task = follow.map(|f| f.spawn(Arc::clone(&notifier), shutdown.clone()));
 
         let listener =
             bind(config.listen).with_context(|| format!("cannot listen on {}", config.listen))?;
@@ -103,7 +108,7 @@ impl App {
             .context("the listener has no address")?;
         tracing::info!(
             addr = %local_addr,
-            database = %config.database_url,
+            database = %redact(&config.database_url),
             newest_id,
             %log_id,
             "factlog listening on http://{local_addr}"
@@ -117,10 +122,11 @@ impl App {
                 notifier,
                 config: Arc::new(config),
                 log_id: log_id.into(),
-                shutdown: CancellationToken::new(),
+                shutdown,
                 metrics,
             },
             writer_task,
+            follow_task,
         })
     }
 
@@ -137,6 +143,7 @@ impl App {
             local_addr,
             state,
             writer_task,
+            follow_task,
         } = self;
         let storage = state.storage.clone();
         let config = Arc::clone(&state.config);
@@ -243,6 +250,12 @@ impl App {
             Ok(Ok(())) => {}
             Ok(Err(err)) => tracing::error!(cause = %err, "the writer task failed"),
             Err(_) => tracing::warn!("the writer did not stop in time"),
+        }
+        // The follower watches the streams' token, which fired above.
+        if let Some(task) = follow_task {
+            if let Err(err) = task.await {
+                tracing::error!(cause = %err, "the follower task failed");
+            }
         }
         storage.close().await;
         tracing::info!("stopped");

@@ -8,9 +8,12 @@ use clap::{Parser, ValueEnum};
 /// How hard a commit tries to reach the disk before a POST is answered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum SyncLevel {
-    /// An acknowledged fact survives power loss (SQLite `synchronous=FULL`).
+    /// An acknowledged fact survives power loss (SQLite `synchronous=FULL`; PostgreSQL
+    /// `synchronous_commit=on`).
     Full,
-    /// An acknowledged fact survives a crash of the process (SQLite `synchronous=NORMAL`).
+    /// An acknowledged fact survives a crash of the process (SQLite `synchronous=NORMAL`;
+    /// PostgreSQL `synchronous_commit=off`: a crash of the database server may lose the
+    /// last moment of facts).
     Normal,
 }
 
@@ -31,8 +34,14 @@ pub struct Config {
     #[arg(long, env = "FACTLOG_LISTEN", default_value = "127.0.0.1:3001")]
     pub listen: SocketAddr,
 
-    /// Where the log lives (a sqlite:// URL); created and migrated on start.
-    #[arg(long, env = "DATABASE_URL", default_value = "sqlite://facts.db")]
+    /// Where the log lives: a sqlite:// file (one instance) or a postgres:// database
+    /// (shared by several instances); created if missing and migrated on start.
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        default_value = "sqlite://facts.db",
+        hide_env_values = true
+    )]
     pub database_url: String,
 
     /// The `retry:` hint, in milliseconds, sent first on every event stream.

@@ -10,11 +10,15 @@
 //! (see `sse.rs`): being slow never costs a reader a fact, and never costs the server more
 //! memory than this buffer. Publishing never waits for a reader.
 //!
-//! The notifier also keeps the newest committed id and the count of open streams, with
-//! the `--max-subscribers` limit.
+//! The notifier is the one place that decides what this instance's streams see, in what
+//! order: it keeps the newest id published and never publishes an id at or below it, so
+//! every stream's live feed strictly increases even when two sources publish (with
+//! PostgreSQL, the writer and the follower; see `storage::postgres`).
+//!
+//! It also keeps the count of open streams, with the `--max-subscribers` limit.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use bytes::{Bytes, BytesMut};
 use tokio::sync::broadcast;
@@ -93,6 +97,9 @@ impl Batch {
 #[derive(Debug)]
 pub struct Notifier {
     sender: broadcast::Sender<Arc<Batch>>,
+    /// Held while publishing, so that the check against `newest_id` and the broadcast are
+    /// one step for each publisher.
+    publishing: Mutex<()>,
     newest_id: AtomicI64,
     open_streams: AtomicUsize,
     max_streams: usize,
@@ -105,16 +112,45 @@ impl Notifier {
         let (sender, _) = broadcast::channel(BUFFERED_BATCHES);
         Arc::new(Self {
             sender,
+            publishing: Mutex::new(()),
             newest_id: AtomicI64::new(newest_id),
             open_streams: AtomicUsize::new(0),
             max_streams,
         })
     }
 
-    /// Hands a committed group to every stream. Called by the writer only, in commit
-    /// order, after the commit.
+    /// Hands committed facts, in increasing id order, to every stream: those with an id
+    /// above the newest published (the others were published already). The caller vouches
+    /// that no fact between the newest published and these is still to come: SQLite's
+    /// writer (the log's only source), or PostgreSQL's follower (which read them in order
+    /// from the database).
     pub fn publish(&self, records: &[FactRecord]) {
-        let batch = Batch::render(records);
+        self.publish_from(records, false);
+    }
+
+    /// Hands committed facts, in increasing id order, to every stream if they directly
+    /// follow the newest published (facts already published are skipped); returns false,
+    /// publishing nothing, when there is a gap before them.
+    pub fn publish_next(&self, records: &[FactRecord]) -> bool {
+        self.publish_from(records, true)
+    }
+
+    fn publish_from(&self, records: &[FactRecord], only_next: bool) -> bool {
+        // Nothing inside can panic halfway through an update, so a poisoned lock guards
+        // nothing broken.
+        let _publishing = self
+            .publishing
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let newest = self.newest_id.load(Ordering::Acquire);
+        let fresh = &records[records.partition_point(|r| r.id <= newest)..];
+        let Some(first) = fresh.first() else {
+            return true;
+        };
+        if only_next && first.id != newest + 1 {
+            return false;
+        }
+        let batch = Batch::render(fresh);
         if let Some(last) = batch.last_id() {
             // Raise the newest id before the broadcast: a stream never sends an id that
             // `/status` or the reset check would call "beyond the newest".
@@ -122,6 +158,7 @@ impl Notifier {
             // An error only means no stream is listening right now.
             let _ = self.sender.send(Arc::new(batch));
         }
+        true
     }
 
     /// Starts listening. Subscribe before reading the backlog, so that nothing committed
@@ -197,6 +234,24 @@ mod tests {
             Some(&b"id: 4\nevent: a\ndata: 4\n\n"[..])
         );
         assert_eq!(batch.frames_after(4, Some(&only_a)), None);
+    }
+
+    #[test]
+    fn publishing_never_repeats_or_skips_an_id() {
+        let notifier = Notifier::new(2, 10);
+        let mut live = notifier.subscribe();
+        // A gap before the group: refused.
+        assert!(!notifier.publish_next(&[record(4, None)]));
+        assert_eq!(notifier.newest_id(), 2);
+        // What was published already is dropped; the rest goes out.
+        notifier.publish(&[record(2, None), record(3, None)]);
+        assert!(notifier.publish_next(&[record(3, None), record(4, None)]));
+        assert!(notifier.publish_next(&[record(4, None)]));
+        let ids = |batch: Arc<Batch>| batch.facts.iter().map(|f| f.id).collect::<Vec<_>>();
+        assert_eq!(ids(live.try_recv().expect("first group")), [3]);
+        assert_eq!(ids(live.try_recv().expect("second group")), [4]);
+        assert!(live.try_recv().is_err());
+        assert_eq!(notifier.newest_id(), 4);
     }
 
     #[test]

@@ -1,105 +1,85 @@
-//! The only module that names SQL. It opens and migrates the SQLite file, reads the log
-//! for the API and the streams, and hands the writer its own connection.
+//! The only module that names SQL. It opens and migrates the database, reads the log for
+//! the API and the streams, and hands the writer what it appends with.
 //!
-//! The boundary is narrow on purpose (append a batch, read after an id, the newest id, an
-//! idempotency lookup) so that another engine can stand behind it without the HTTP layer
-//! noticing.
+//! Two engines stand behind one narrow boundary (append a group, read after an id, the
+//! newest id, an idempotency lookup), so the HTTP layer never knows which it talks to:
 //!
-//! Two kinds of connection:
-//! - one read-write connection, owned by the [`writer`] task: nothing else writes;
-//! - a small pool of read-only connections for the API and the streams. In WAL mode
-//!   readers never block the writer and the writer never blocks readers.
+//! - [`sqlite`], the default: one file, one factlog process.
+//! - [`postgres`]: one database shared by any number of factlog instances and by other
+//!   programs that publish through SQL. Each instance follows the shared log (see
+//!   [`postgres::Follower`]).
+//!
+//! The database URL's scheme picks the engine.
 
+pub mod postgres;
+pub mod sqlite;
 pub mod writer;
 
-use std::str::FromStr;
-use std::time::Duration;
-
-use anyhow::Context as _;
 use bytes::Bytes;
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
-    SqliteSynchronous,
-};
-use sqlx::{ConnectOptions as _, Connection as _};
+use sqlx::postgres::PgDatabaseError;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 
 use crate::config::SyncLevel;
 use crate::domain::{EventFilter, FactRecord};
 use crate::error::AppError;
-
-/// How long a statement waits for a lock held by someone else (another process with the
-/// file open, a backup) before the request fails with 503.
-const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// Read-only connections for the API and the streams. SQLite reads are CPU-bound, so more
-/// connections than cores buys little; a few let a slow page not hold up the rest.
-const READ_CONNECTIONS: u32 = 4;
+use crate::notifier::Notifier;
 
 /// Read access to the log. Cheap to clone.
 #[derive(Clone, Debug)]
-pub struct Storage {
-    pool: SqlitePool,
+pub enum Storage {
+    /// A SQLite file.
+    Sqlite(sqlite::Reader),
+    /// A PostgreSQL database.
+    Postgres(postgres::Reader),
 }
 
-/// What [`Storage::open`] hands back: the readers, the writer's connection and what the
-/// start-up log line reports.
+/// What [`Storage::open`] hands back: the readers, what the writer appends with, and what
+/// the start-up log line reports.
 pub struct Opened {
     /// Read access for the API and the streams.
     pub storage: Storage,
-    /// The one read-write connection; give it to [`writer::spawn`].
-    pub writer: SqliteConnection,
+    /// What appends; give it to [`writer::spawn`].
+    pub appender: writer::Appender,
+    /// With PostgreSQL, what keeps this instance's notifier up with the shared log; start
+    /// it with [`Follow::spawn`].
+    pub follow: Option<Follow>,
     /// The newest id in the log, 0 when it is empty.
     pub newest_id: i64,
 }
 
+/// The part of an opened database that runs beside the writer: nothing for SQLite (the
+/// writer is the only source of facts), the follower for PostgreSQL.
+pub struct Follow(postgres::Follower);
+
+impl Follow {
+    /// Starts following the shared log into `notifier` until `shutdown` fires.
+    pub fn spawn(
+        self,
+        notifier: std::sync::Arc<Notifier>,
+        shutdown: CancellationToken,
+    ) -> JoinHandle<()> {
+        self.0.spawn(notifier, shutdown)
+    }
+}
+
 impl Storage {
-    /// Opens (creating if missing) and migrates the database at `url`.
+    /// Opens (creating if missing) and migrates the database at `url`: `sqlite://...` or
+    /// `postgres://...` (also `postgresql://`).
     ///
     /// # Errors
-    /// When the file cannot be opened or created, is not a SQLite database, or holds a
-    /// schema this build does not know; the message names which.
+    /// When the database cannot be opened, created or migrated; the message names which.
     pub async fn open(url: &str, sync: SyncLevel) -> anyhow::Result<Opened> {
-        if !url.starts_with("sqlite:") {
-            anyhow::bail!("{url} is not a sqlite:// database URL (the only kind supported)");
+        if url.starts_with("sqlite:") {
+            sqlite::open(url, sync).await
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            postgres::open(url, sync).await
+        } else {
+            anyhow::bail!(
+                "{} is neither a sqlite:// nor a postgres:// database URL",
+                redact(url)
+            )
         }
-        let base = SqliteConnectOptions::from_str(url)
-            .with_context(|| format!("{url} is not a valid sqlite:// database URL"))?
-            .busy_timeout(BUSY_TIMEOUT)
-            .log_statements(tracing::log::LevelFilter::Trace);
-
-        let synchronous = match sync {
-            SyncLevel::Full => SqliteSynchronous::Full,
-            SyncLevel::Normal => SqliteSynchronous::Normal,
-        };
-        let mut writer = base
-            .clone()
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(synchronous)
-            .connect()
-            .await
-            .with_context(|| format!("cannot open the database {url}"))?;
-        sqlx::migrate!()
-            .run(&mut writer)
-            .await
-            .with_context(|| format!("cannot migrate the database {url}"))?;
-
-        let pool = SqlitePoolOptions::new()
-            .max_connections(READ_CONNECTIONS)
-            .min_connections(1)
-            .connect_with(base.read_only(true))
-            .await
-            .with_context(|| format!("cannot open the database {url} for reading"))?;
-        let storage = Self { pool };
-        let newest_id = storage
-            .newest_id()
-            .await
-            .with_context(|| format!("cannot read the database {url}"))?;
-        Ok(Opened {
-            storage,
-            writer,
-            newest_id,
-        })
     }
 
     /// Up to `limit` facts with an id larger than `after`, oldest first, only those of the
@@ -107,7 +87,6 @@ impl Storage {
     ///
     /// # Errors
     /// When the database cannot be read.
-    #[tracing::instrument(level = "trace", skip(self, filter))]
     pub async fn read_after(
         &self,
         after: i64,
@@ -115,31 +94,18 @@ impl Storage {
         filter: Option<&EventFilter>,
     ) -> Result<Vec<FactRecord>, AppError> {
         let names = filter.map(EventFilter::as_json);
-        // The filter is a JSON array of names; `NULL` means every fact. A plain fact's
-        // type is `message`, so `event=message` selects the facts posted without a type.
-        let rows = sqlx::query_as!(
-            FactRecord,
-            r#"SELECT id AS "id!: i64", event, fact, created_at
-               FROM facts
-               WHERE id > ?1
-                 AND (?2 IS NULL OR coalesce(event, 'message') IN (SELECT value FROM json_each(?2)))
-               ORDER BY id
-               LIMIT ?3"#,
-            after,
-            names,
-            limit
-        )
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(rows)
+        match self {
+            Self::Sqlite(db) => db.read_after(after, limit, names).await,
+            Self::Postgres(db) => db.read_after(after, limit, names).await,
+        }
     }
 
     /// The next page of a stream's replay: the SSE frames of up to `rows` facts after
     /// `after` (of the filter's types), oldest first, back to back.
     ///
-    /// SQLite renders the frames and joins them into one string, so a page is one row
-    /// for sqlx to carry across from its connection thread instead of one per fact: that
-    /// hand-over, not SQLite, was most of a replay's cost. The frame text must match
+    /// The database renders the frames and joins them into one string, so a page is one
+    /// row for sqlx to carry across instead of one per fact: that hand-over, not the
+    /// database, was most of a replay's cost. The frame text must match
     /// [`FactRecord::render_frame`], which renders live facts; a test checks both.
     ///
     /// # Errors
@@ -151,31 +117,10 @@ impl Storage {
         filter: Option<&EventFilter>,
     ) -> Result<FramePage, AppError> {
         let names = filter.map(EventFilter::as_json);
-        let page = sqlx::query!(
-            r#"SELECT group_concat(
-                        'id: ' || id || char(10)
-                        || iif(event IS NULL, '', 'event: ' || event || char(10))
-                        || 'data: ' || fact || char(10) || char(10),
-                        '' ORDER BY id) AS "frames: String",
-                      coalesce(max(id), 0) AS "last_id!: i64",
-                      count(id) AS "count!: i64"
-               FROM (SELECT id, event, fact
-                     FROM facts
-                     WHERE id > ?1
-                       AND (?2 IS NULL OR coalesce(event, 'message') IN (SELECT value FROM json_each(?2)))
-                     ORDER BY id
-                     LIMIT ?3)"#,
-            after,
-            names,
-            rows
-        )
-        .fetch_one(&self.pool)
-        .await?;
-        Ok(FramePage {
-            frames: Bytes::from(page.frames.unwrap_or_default().into_bytes()),
-            last_id: page.last_id,
-            count: page.count,
-        })
+        match self {
+            Self::Sqlite(db) => db.read_frames(after, rows, names).await,
+            Self::Postgres(db) => db.read_frames(after, rows, names).await,
+        }
     }
 
     /// Up to `limit` facts with an id smaller than `before`, oldest first: the page just
@@ -184,15 +129,10 @@ impl Storage {
     /// # Errors
     /// When the database cannot be read.
     pub async fn read_before(&self, before: i64, limit: i64) -> Result<Vec<FactRecord>, AppError> {
-        let mut rows = sqlx::query_as!(
-            FactRecord,
-            r#"SELECT id AS "id!: i64", event, fact, created_at
-               FROM facts WHERE id < ?1 ORDER BY id DESC LIMIT ?2"#,
-            before,
-            limit
-        )
-        .fetch_all(&self.pool)
-        .await?;
+        let mut rows = match self {
+            Self::Sqlite(db) => db.read_before(before, limit).await?,
+            Self::Postgres(db) => db.read_before(before, limit).await?,
+        };
         rows.reverse();
         Ok(rows)
     }
@@ -211,17 +151,10 @@ impl Storage {
             return self.newest_id().await;
         }
         let names = filter.map(EventFilter::as_json);
-        let offset = n - 1;
-        let nth_newest = sqlx::query_scalar!(
-            r#"SELECT id AS "id!: i64" FROM facts
-               WHERE (?1 IS NULL OR coalesce(event, 'message') IN (SELECT value FROM json_each(?1)))
-               ORDER BY id DESC
-               LIMIT 1 OFFSET ?2"#,
-            names,
-            offset
-        )
-        .fetch_optional(&self.pool)
-        .await?;
+        let nth_newest = match self {
+            Self::Sqlite(db) => db.nth_newest(names, n - 1).await?,
+            Self::Postgres(db) => db.nth_newest(names, n - 1).await?,
+        };
         Ok(nth_newest.map_or(0, |id| id - 1))
     }
 
@@ -230,10 +163,10 @@ impl Storage {
     /// # Errors
     /// When the database cannot be read.
     pub async fn newest_id(&self) -> Result<i64, AppError> {
-        let id = sqlx::query_scalar!(r#"SELECT coalesce(max(id), 0) AS "id!: i64" FROM facts"#)
-            .fetch_one(&self.pool)
-            .await?;
-        Ok(id)
+        match self {
+            Self::Sqlite(db) => db.newest_id().await,
+            Self::Postgres(db) => db.newest_id().await,
+        }
     }
 
     /// One fact by id.
@@ -241,14 +174,10 @@ impl Storage {
     /// # Errors
     /// When the database cannot be read.
     pub async fn get(&self, id: i64) -> Result<Option<FactRecord>, AppError> {
-        let record = sqlx::query_as!(
-            FactRecord,
-            r#"SELECT id AS "id!: i64", event, fact, created_at FROM facts WHERE id = ?1"#,
-            id
-        )
-        .fetch_optional(&self.pool)
-        .await?;
-        Ok(record)
+        match self {
+            Self::Sqlite(db) => db.get(id).await,
+            Self::Postgres(db) => db.get(id).await,
+        }
     }
 
     /// The UUID made when this log was created.
@@ -256,10 +185,10 @@ impl Storage {
     /// # Errors
     /// When the database cannot be read.
     pub async fn log_id(&self) -> Result<String, AppError> {
-        let id = sqlx::query_scalar!("SELECT log_id FROM log_meta LIMIT 1")
-            .fetch_one(&self.pool)
-            .await?;
-        Ok(id)
+        match self {
+            Self::Sqlite(db) => db.log_id().await,
+            Self::Postgres(db) => db.log_id().await,
+        }
     }
 
     /// Checks that the database answers.
@@ -267,14 +196,18 @@ impl Storage {
     /// # Errors
     /// When it does not.
     pub async fn ping(&self) -> Result<(), AppError> {
-        let mut conn = self.pool.acquire().await?;
-        conn.ping().await?;
-        Ok(())
+        match self {
+            Self::Sqlite(db) => db.ping().await,
+            Self::Postgres(db) => db.ping().await,
+        }
     }
 
     /// Closes the read connections.
     pub async fn close(&self) {
-        self.pool.close().await;
+        match self {
+            Self::Sqlite(db) => db.close().await,
+            Self::Postgres(db) => db.close().await,
+        }
     }
 }
 
@@ -289,33 +222,53 @@ pub struct FramePage {
     pub count: i64,
 }
 
+/// `url` with its password, if any, replaced by `***`: database URLs go to logs and error
+/// messages.
+pub fn redact(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut parsed) if parsed.password().is_some() => {
+            // Only fails for URLs that cannot have a password, and this one has one.
+            let _ = parsed.set_password(Some("***"));
+            parsed.to_string()
+        }
+        _ => url.to_owned(),
+    }
+}
+
 /// Sorts a database error into "the database cannot take this now" (503: full, read-only,
-/// locked past the busy timeout, an I/O error, no connection to be had) and our own fault
-/// (500).
+/// locked past the timeout, an I/O error, no connection to be had, the server going down)
+/// and our own fault (500).
 pub fn classify(err: sqlx::Error) -> AppError {
-    // SQLite's primary result codes (the low byte of an extended code).
-    const BUSY: i64 = 5;
-    const LOCKED: i64 = 6;
-    const READONLY: i64 = 8;
-    const IOERR: i64 = 10;
-    const FULL: i64 = 13;
-    const CANTOPEN: i64 = 14;
     match &err {
         sqlx::Error::Database(db) => {
-            let code = db
-                .code()
-                .and_then(|c| c.parse::<i64>().ok())
-                .map(|c| c & 0xff);
-            match code {
-                Some(BUSY | LOCKED | READONLY | IOERR | FULL | CANTOPEN) => {
-                    AppError::Unavailable(db.message().to_owned())
-                }
-                _ => AppError::Internal(err.into()),
+            let unavailable = match db.try_downcast_ref::<PgDatabaseError>() {
+                Some(pg) => postgres::is_unavailable(pg.code()),
+                None => sqlite::is_unavailable(db.code().as_deref()),
+            };
+            if unavailable {
+                AppError::Unavailable(db.message().to_owned())
+            } else {
+                AppError::Internal(err.into())
             }
         }
         sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => {
             AppError::Unavailable(err.to_string())
         }
         _ => AppError::Internal(err.into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact;
+
+    #[test]
+    fn passwords_never_reach_the_log() {
+        assert_eq!(
+            redact("postgres://factlog:s3cret@db:5432/facts"),
+            "postgres://factlog:***@db:5432/facts"
+        );
+        assert_eq!(redact("postgres://db/facts"), "postgres://db/facts");
+        assert_eq!(redact("sqlite://facts.db"), "sqlite://facts.db");
     }
 }

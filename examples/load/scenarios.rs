@@ -888,14 +888,15 @@ async fn prefill(path: &Path, count: u64, size: usize) -> anyhow::Result<()> {
     let url = format!("sqlite://{}", path.display());
     let Opened {
         storage,
-        writer: conn,
+        appender,
+        follow: _,
         newest_id,
     } = Storage::open(&url, SyncLevel::Normal).await?;
     if newest_id != 0 {
         bail!("{} is not empty", path.display());
     }
     let notifier = factlog::notifier::Notifier::new(0, 1);
-    let (handle, task) = writer::spawn(conn, notifier, factlog::metrics::Metrics::new());
+    let (handle, task) = writer::spawn(appender, notifier, factlog::metrics::Metrics::new());
     // Enough appenders in flight to fill the writer's largest groups.
     let appenders = 8192u64;
     let mut tasks = JoinSet::new();

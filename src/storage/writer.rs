@@ -18,7 +18,6 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
-use chrono::{SecondsFormat, Utc};
 use sqlx::Connection as _;
 use sqlx::sqlite::SqliteConnection;
 use tokio::sync::{mpsc, oneshot};
@@ -28,6 +27,7 @@ use crate::domain::{EventName, FactRecord, IdempotencyKey};
 use crate::error::AppError;
 use crate::metrics::Metrics;
 use crate::notifier::Notifier;
+use crate::storage::{postgres, sqlite};
 
 /// The most facts committed in one group.
 pub const MAX_BATCH_FACTS: usize = 4096;
@@ -83,20 +83,20 @@ impl WriterHandle {
     }
 }
 
-/// Starts the writer over `conn`, publishing each committed group to `notifier` and
+/// Starts the writer over `appender`, publishing each committed group to `notifier` and
 /// counting it in `metrics`.
 pub fn spawn(
-    conn: SqliteConnection,
+    appender: Appender,
     notifier: Arc<Notifier>,
     metrics: Arc<Metrics>,
 ) -> (WriterHandle, JoinHandle<()>) {
     let (queue, jobs) = mpsc::channel(QUEUE_DEPTH);
-    let task = tokio::spawn(run(conn, jobs, notifier, metrics));
+    let task = tokio::spawn(run(appender, jobs, notifier, metrics));
     (WriterHandle { queue }, task)
 }
 
 async fn run(
-    mut conn: SqliteConnection,
+    mut appender: Appender,
     mut jobs: mpsc::Receiver<Job>,
     notifier: Arc<Notifier>,
     metrics: Arc<Metrics>,
@@ -125,44 +125,69 @@ async fn run(
             }
             batch.push(job);
         }
-        commit_group(&mut conn, batch, &notifier, &metrics).await;
+        commit_group(&mut appender, batch, &notifier, &metrics).await;
     }
-    if let Err(err) = conn.close().await {
-        tracing::warn!(cause = %err, "closing the writer's connection failed");
-    }
+    appender.close().await;
     tracing::debug!("writer stopped");
 }
 
 /// Where a job's answer comes from.
 enum Source {
-    /// A record already in the log under the job's idempotency key.
-    Existing(FactRecord),
-    /// The n-th fact inserted by this group.
-    Inserted(usize),
-    /// The job's key was first used by another job of this group, which inserted the
-    /// n-th fact.
-    InsertedEarlier(usize),
+    /// The outcome of the n-th row of the group.
+    Row(usize),
+    /// The job's key was first used by another job of this group, whose row is the n-th.
+    Repeat(usize),
 }
 
 #[tracing::instrument(level = "debug", skip_all, fields(facts = batch.len()))]
 async fn commit_group(
-    conn: &mut SqliteConnection,
+    appender: &mut Appender,
     batch: Vec<Job>,
     notifier: &Notifier,
     metrics: &Metrics,
 ) {
     let started = Instant::now();
-    match write_group(conn, &batch).await {
-        Ok((sources, inserted)) => {
+    // Decide each job's row before writing: a key repeated inside the group is written
+    // once, by its first use, and its later uses answer with that record.
+    let mut sources = Vec::with_capacity(batch.len());
+    let mut rows: Vec<Row<'_>> = Vec::with_capacity(batch.len());
+    let mut new_keys: HashMap<&str, usize> = HashMap::new();
+    for job in &batch {
+        let key = job.fact.key.as_ref().map(IdempotencyKey::as_str);
+        if let Some(&row) = key.and_then(|k| new_keys.get(k)) {
+            sources.push(Source::Repeat(row));
+            continue;
+        }
+        if let Some(k) = key {
+            new_keys.insert(k, rows.len());
+        }
+        sources.push(Source::Row(rows.len()));
+        rows.push(Row {
+            event: job.fact.event.as_ref().map(EventName::as_str),
+            fact: &job.fact.fact,
+            key,
+        });
+    }
+    let written = appender.append(&rows).await;
+    drop(rows);
+    match written {
+        Ok(outcomes) => {
+            let inserted: Vec<FactRecord> = outcomes
+                .iter()
+                .filter(|o| !o.existed)
+                .map(|o| o.record.clone())
+                .collect();
             if !inserted.is_empty() {
                 metrics.committed(inserted.len(), started.elapsed().as_secs_f64());
+                appender.publish(notifier, &inserted);
             }
-            notifier.publish(&inserted);
             for (job, source) in batch.into_iter().zip(sources) {
                 let answer = match source {
-                    Source::Existing(record) => Appended::Existing(record),
-                    Source::Inserted(i) => Appended::Created(inserted[i].clone()),
-                    Source::InsertedEarlier(i) => Appended::Existing(inserted[i].clone()),
+                    Source::Row(i) if outcomes[i].existed => {
+                        Appended::Existing(outcomes[i].record.clone())
+                    }
+                    Source::Row(i) => Appended::Created(outcomes[i].record.clone()),
+                    Source::Repeat(i) => Appended::Existing(outcomes[i].record.clone()),
                 };
                 // The requester may have gone away; the fact is committed all the same.
                 let _ = job.reply.send(Ok(answer));
@@ -185,121 +210,70 @@ fn share(err: &AppError) -> AppError {
     }
 }
 
-/// Writes the group in one transaction and returns where each job's answer comes from,
-/// with the records inserted, in id order.
-async fn write_group(
-    conn: &mut SqliteConnection,
-    batch: &[Job],
-) -> Result<(Vec<Source>, Vec<FactRecord>), AppError> {
-    let existing = lookup_keys(conn, batch).await?;
-
-    // Decide each job's fate before writing: a known key answers with its record, a key
-    // repeated inside this group answers with the fact its first use inserts.
-    let mut sources = Vec::with_capacity(batch.len());
-    let mut rows: Vec<(Option<&str>, &str, Option<&str>)> = Vec::with_capacity(batch.len());
-    let mut new_keys: HashMap<&str, usize> = HashMap::new();
-    for job in batch {
-        let key = job.fact.key.as_ref().map(IdempotencyKey::as_str);
-        if let Some(record) = key.and_then(|k| existing.get(k)) {
-            sources.push(Source::Existing(record.clone()));
-            continue;
-        }
-        if let Some(&row) = key.and_then(|k| new_keys.get(k)) {
-            sources.push(Source::InsertedEarlier(row));
-            continue;
-        }
-        if let Some(k) = key {
-            new_keys.insert(k, rows.len());
-        }
-        sources.push(Source::Inserted(rows.len()));
-        rows.push((
-            job.fact.event.as_ref().map(EventName::as_str),
-            &job.fact.fact,
-            key,
-        ));
-    }
-    if rows.is_empty() {
-        return Ok((sources, Vec::new()));
-    }
-
-    let created_at = Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true);
-    let rows_json = serde_json::to_string(&rows).map_err(|e| AppError::Internal(e.into()))?;
-    // One statement for the whole group: every statement costs a round trip to sqlx's
-    // connection thread, so one per fact would cost several times more. `json_each`
-    // yields the rows in array order, and AUTOINCREMENT gives each inserted row the next
-    // id in turn (one statement, one writer), so the n-th row gets the n-th of the last
-    // `n` ids. Asking for just the last id, rather than `RETURNING id`, spares sqlx a
-    // message per row.
-    //
-    // No BEGIN/COMMIT around it: a single statement is its own transaction, committed
-    // (and synced under `--sync`) when it finishes, which `execute` waits for; the
-    // explicit pair would only add two more round trips. Nothing else writes, so the key
-    // lookup above cannot be raced.
-    let done = sqlx::query!(
-        r#"INSERT INTO facts (event, fact, created_at, idempotency_key)
-           SELECT value ->> 0, value ->> 1, ?1, value ->> 2
-           FROM json_each(?2)
-           ORDER BY key"#,
-        created_at,
-        rows_json
-    )
-    .execute(&mut *conn)
-    .await?;
-
-    let count = i64::try_from(rows.len()).unwrap_or(i64::MAX);
-    if i64::try_from(done.rows_affected()).ok() != Some(count) {
-        return Err(AppError::Internal(anyhow::anyhow!(
-            "inserted {} facts but the database says {}",
-            rows.len(),
-            done.rows_affected()
-        )));
-    }
-    let first = done.last_insert_rowid() - count + 1;
-    let inserted: Vec<FactRecord> = rows
-        .iter()
-        .zip(first..)
-        .map(|((event, fact, _), id)| FactRecord {
-            id,
-            event: event.map(str::to_owned),
-            fact: (*fact).to_owned(),
-            created_at: created_at.clone(),
-        })
-        .collect();
-    Ok((sources, inserted))
+/// One fact of a group as the engines append it.
+#[derive(Debug)]
+pub struct Row<'a> {
+    /// Its SSE event type, if any.
+    pub event: Option<&'a str>,
+    /// The fact as compact JSON text.
+    pub fact: &'a str,
+    /// The publisher's idempotency key, if any.
+    pub key: Option<&'a str>,
 }
 
-/// The records already in the log under the group's idempotency keys.
-async fn lookup_keys(
-    conn: &mut SqliteConnection,
-    batch: &[Job],
-) -> Result<HashMap<String, FactRecord>, AppError> {
-    let keys: Vec<&str> = batch
-        .iter()
-        .filter_map(|job| job.fact.key.as_ref().map(IdempotencyKey::as_str))
-        .collect();
-    if keys.is_empty() {
-        return Ok(HashMap::new());
+/// The rows as the JSON array of `[event, fact, key]` triples that both engines' append
+/// statements take.
+pub(super) fn rows_json<'a>(
+    rows: impl IntoIterator<Item = &'a Row<'a>>,
+) -> Result<String, AppError> {
+    let triples: Vec<_> = rows.into_iter().map(|r| (r.event, r.fact, r.key)).collect();
+    serde_json::to_string(&triples).map_err(|e| AppError::Internal(e.into()))
+}
+
+/// What became of one [`Row`].
+#[derive(Debug)]
+pub struct Outcome {
+    /// The new record, or the one already in the log under the row's key.
+    pub record: FactRecord,
+    /// Whether the record was already in the log.
+    pub existed: bool,
+}
+
+/// What the writer appends with: the engine's write connection.
+pub enum Appender {
+    /// SQLite's one read-write connection.
+    Sqlite(SqliteConnection),
+    /// PostgreSQL's writer.
+    Postgres(postgres::Writer),
+}
+
+impl Appender {
+    /// Appends the rows in one transaction and returns their outcomes in row order; the
+    /// new facts' ids increase in row order. Rows of the same key must not repeat.
+    async fn append(&mut self, rows: &[Row<'_>]) -> Result<Vec<Outcome>, AppError> {
+        match self {
+            Self::Sqlite(conn) => sqlite::append(conn, rows).await,
+            Self::Postgres(writer) => writer.append(rows).await,
+        }
     }
-    let keys_json = serde_json::to_string(&keys).map_err(|e| AppError::Internal(e.into()))?;
-    let rows = sqlx::query!(
-        r#"SELECT id AS "id!: i64", event, fact, created_at, idempotency_key AS "key!: String"
-           FROM facts
-           WHERE idempotency_key IS NOT NULL
-             AND idempotency_key IN (SELECT value FROM json_each(?1))"#,
-        keys_json
-    )
-    .fetch_all(&mut *conn)
-    .await?;
-    Ok(rows
-        .into_iter()
-        .map(|r| {
-            let record = FactRecord {
-                id: r.id,
-                event: r.event,
-                fact: r.fact,
-                created_at: r.created_at,
-            };
-            (r.key, record)
-        })
-        .collect())
+
+    /// Hands newly committed facts to this instance's streams.
+    fn publish(&self, notifier: &Notifier, inserted: &[FactRecord]) {
+        match self {
+            // This writer is the log's only source: its groups are the log, in order.
+            Self::Sqlite(_) => notifier.publish(inserted),
+            Self::Postgres(writer) => writer.publish(notifier, inserted),
+        }
+    }
+
+    async fn close(self) {
+        match self {
+            Self::Sqlite(conn) => {
+                if let Err(err) = conn.close().await {
+                    tracing::warn!(cause = %err, "closing the writer's connection failed");
+                }
+            }
+            Self::Postgres(writer) => writer.close().await,
+        }
+    }
 }

@@ -80,7 +80,19 @@ fn bad_starts_say_what_is_wrong_in_one_line() {
     });
     assert_clean_refusal(&format!("sqlite://{}", newer.display()), "9999");
 
-    assert_clean_refusal("postgres://nowhere/facts", "sqlite://");
+    assert_clean_refusal("mysql://nowhere/facts", "postgres://");
+
+    // A PostgreSQL server that is not there; its password never reaches the log.
+    let unreachable = "postgres://factlog:s3cret@127.0.0.1:1/facts";
+    assert_clean_refusal(
+        unreachable,
+        "cannot open the database postgres://factlog:***@",
+    );
+    let (_, stderr) = run_to_exit(unreachable);
+    assert!(
+        !stderr.contains("s3cret"),
+        "the password is logged: {stderr}"
+    );
 }
 
 /// Reads until the server closes the connection; true if it did within `limit`.
