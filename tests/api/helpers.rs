@@ -368,14 +368,19 @@ pub struct Process {
     log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
 
-/// The command that runs the binary over `db` with extra flags.
+/// The command that runs the binary over the SQLite file `db` with extra flags.
 pub fn factlog_command(db: &std::path::Path, listen: &str, extra: &[&str]) -> Command {
+    factlog_command_url(&format!("sqlite://{}", db.display()), listen, extra)
+}
+
+/// The command that runs the binary over the database at `url` with extra flags.
+pub fn factlog_command_url(url: &str, listen: &str, extra: &[&str]) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_factlog"));
     command
         .arg("--listen")
         .arg(listen)
         .arg("--database-url")
-        .arg(format!("sqlite://{}", db.display()))
+        .arg(url)
         .args(extra)
         .env("RUST_LOG", "factlog=info")
         .env_remove("DATABASE_URL")

@@ -1,0 +1,244 @@
+//! A PostgreSQL database for one test.
+//!
+//! With `FACTLOG_TEST_POSTGRES_URL` set, each test gets a new database on that server
+//! (dropped afterwards). Otherwise each test starts a throwaway cluster with Debian's
+//! `initdb` and `pg_ctl` in a temporary directory, listening on a socket there only.
+//! Without either the test is skipped, loudly; under `FACTLOG_REQUIRE_POSTGRES=1` (as in
+//! `.ci/run`) a skip is a failure.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use sqlx::Connection as _;
+use tempfile::TempDir;
+
+/// A database for one test; dropped (or its cluster stopped) with this value.
+pub struct PgDatabase {
+    /// The URL to give factlog.
+    pub url: String,
+    cleanup: Cleanup,
+}
+
+enum Cleanup {
+    /// A database on the server of `FACTLOG_TEST_POSTGRES_URL`: drop it.
+    Drop { admin_url: String, name: String },
+    /// Our own cluster: stop it; the directory goes with the `TempDir`.
+    Cluster {
+        bin: PathBuf,
+        dir: TempDir,
+        as_postgres: bool,
+    },
+}
+
+/// A new, empty database, or `None` (after saying so) when no PostgreSQL can be had.
+pub fn database(test: &str) -> Option<PgDatabase> {
+    if let Ok(admin_url) = std::env::var("FACTLOG_TEST_POSTGRES_URL") {
+        return Some(on_server(admin_url));
+    }
+    if let Some(bin) = server_programs() {
+        return Some(throwaway_cluster(bin));
+    }
+    let why = "no PostgreSQL: set FACTLOG_TEST_POSTGRES_URL, or install Debian's postgresql \
+               for a throwaway cluster";
+    if std::env::var_os("FACTLOG_REQUIRE_POSTGRES").is_some_and(|v| v == "1") {
+        panic!("{test}: {why} (FACTLOG_REQUIRE_POSTGRES=1 makes this a failure)");
+    }
+    eprintln!("SKIPPED {test}: {why}");
+    None
+}
+
+impl PgDatabase {
+    /// A connection of the test's own, for what a worker or an operator would do.
+    pub async fn connect(&self) -> sqlx::PgConnection {
+        sqlx::PgConnection::connect(&self.url)
+            .await
+            .expect("the test connects to PostgreSQL")
+    }
+}
+
+/// The newest `/usr/lib/postgresql/<version>/bin` holding `initdb`.
+fn server_programs() -> Option<PathBuf> {
+    let mut found: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+        .ok()?
+        .filter_map(Result::ok)
+        .filter_map(|entry| {
+            let version = entry.file_name().to_str()?.parse::<u32>().ok()?;
+            let bin = entry.path().join("bin");
+            bin.join("initdb").exists().then_some((version, bin))
+        })
+        .collect();
+    found.sort();
+    found.pop().map(|(_, bin)| bin)
+}
+
+fn on_server(admin_url: String) -> PgDatabase {
+    let name = format!("factlog_test_{}", uuid::Uuid::new_v4().simple());
+    let runtime = tokio::runtime::Runtime::new().expect("a runtime");
+    runtime.block_on(async {
+        let mut admin = sqlx::PgConnection::connect(&admin_url)
+            .await
+            .expect("FACTLOG_TEST_POSTGRES_URL answers");
+        sqlx::raw_sql(&format!("CREATE DATABASE {name}"))
+            .execute(&mut admin)
+            .await
+            .expect("the test may create databases");
+    });
+    let mut url = url::Url::parse(&admin_url).expect("FACTLOG_TEST_POSTGRES_URL is a URL");
+    url.set_path(&name);
+    PgDatabase {
+        url: url.to_string(),
+        cleanup: Cleanup::Drop { admin_url, name },
+    }
+}
+
+fn throwaway_cluster(bin: PathBuf) -> PgDatabase {
+    let dir = TempDir::new().expect("a temporary directory");
+    // initdb and the server refuse to run as root; Debian's package made `postgres`.
+    let as_postgres = is_root();
+    if as_postgres {
+        let status = Command::new("chown")
+            .arg("postgres")
+            .arg(dir.path())
+            .status()
+            .expect("chown runs");
+        assert!(status.success(), "chown to postgres");
+    }
+    let data = dir.path().join("data");
+    run(
+        &bin,
+        as_postgres,
+        "initdb",
+        &[
+            "-D".as_ref(),
+            data.as_os_str(),
+            "-A".as_ref(),
+            "trust".as_ref(),
+            "-U".as_ref(),
+            "postgres".as_ref(),
+            "--no-sync".as_ref(),
+        ],
+    );
+    // No TCP: a socket in the directory only, so tests never fight over a port. fsync
+    // off: these databases are thrown away, and factlog's own durability is not what is
+    // tested here.
+    let options = format!(
+        "-k {} -c listen_addresses='' -c fsync=off -c max_connections=200",
+        dir.path().display()
+    );
+    run(
+        &bin,
+        as_postgres,
+        "pg_ctl",
+        &[
+            "-D".as_ref(),
+            data.as_os_str(),
+            "-l".as_ref(),
+            dir.path().join("log").as_os_str(),
+            "-o".as_ref(),
+            options.as_ref(),
+            "-w".as_ref(),
+            "start".as_ref(),
+        ],
+    );
+    PgDatabase {
+        url: format!(
+            "postgres://postgres@localhost/factlog?host={}",
+            dir.path().display()
+        ),
+        cleanup: Cleanup::Cluster {
+            bin,
+            dir,
+            as_postgres,
+        },
+    }
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|out| out.stdout.trim_ascii() == b"0")
+}
+
+/// Runs one of PostgreSQL's programs; panics with its error output when it fails.
+fn run(bin: &Path, as_postgres: bool, program: &str, args: &[&std::ffi::OsStr]) {
+    if let Err(err) = try_run(bin, as_postgres, program, args) {
+        panic!("{err}");
+    }
+}
+
+fn try_run(
+    bin: &Path,
+    as_postgres: bool,
+    program: &str,
+    args: &[&std::ffi::OsStr],
+) -> Result<(), String> {
+    let program = bin.join(program);
+    let mut command = if as_postgres {
+        let mut c = Command::new("runuser");
+        c.args(["-u", "postgres", "--"]).arg(&program);
+        c
+    } else {
+        Command::new(&program)
+    };
+    let output = command
+        .args(args)
+        .output()
+        .map_err(|e| format!("{} does not run: {e}", program.display()))?;
+    if output.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{} failed: {}",
+            program.display(),
+            String::from_utf8_lossy(&output.stderr)
+        ))
+    }
+}
+
+impl Drop for PgDatabase {
+    fn drop(&mut self) {
+        match &self.cleanup {
+            Cleanup::Drop { admin_url, name } => {
+                let (admin_url, dropping) = (admin_url.clone(), name.clone());
+                // A thread of its own: this may run inside a test's runtime.
+                let dropped = std::thread::spawn(move || {
+                    let runtime = tokio::runtime::Runtime::new().expect("a runtime");
+                    runtime.block_on(async {
+                        let mut admin = sqlx::PgConnection::connect(&admin_url).await?;
+                        sqlx::raw_sql(&format!("DROP DATABASE IF EXISTS {dropping} WITH (FORCE)"))
+                            .execute(&mut admin)
+                            .await
+                    })
+                })
+                .join();
+                if !matches!(dropped, Ok(Ok(_))) {
+                    eprintln!("could not drop the test database {name}");
+                }
+            }
+            Cleanup::Cluster {
+                bin,
+                dir,
+                as_postgres,
+            } => {
+                let data = dir.path().join("data");
+                // Not a panic: this may run while a failed test unwinds.
+                let stopped = try_run(
+                    bin,
+                    *as_postgres,
+                    "pg_ctl",
+                    &[
+                        "-D".as_ref(),
+                        data.as_os_str(),
+                        "-m".as_ref(),
+                        "immediate".as_ref(),
+                        "stop".as_ref(),
+                    ],
+                );
+                if let Err(err) = stopped {
+                    eprintln!("could not stop the test cluster: {err}");
+                }
+            }
+        }
+    }
+}
