@@ -4,7 +4,8 @@
 //! cargo run --release --example load -- <scenario> [options]
 //! ```
 //!
-//! Scenarios: `append`, `fanout`, `idle`, `replay`, `startup`, `ceiling`, or `all`. Each
+//! Scenarios: `append`, `fanout`, `idle`, `replay`, `startup`, `ceiling`, or `all`, and
+//! `instances` (several factlog instances on one PostgreSQL database). Each
 //! starts its own servers (factlog's release binary over a temporary database, and the
 //! ceiling server) unless `--url` names one, prints a human summary and then one JSON
 //! line of results per scenario (medians of `--runs`). `--peers` measures the reference
@@ -13,6 +14,8 @@
 
 mod ceiling;
 mod client;
+#[path = "../../tests/support/pg.rs"]
+mod pg;
 mod scenarios;
 mod target;
 
@@ -42,6 +45,9 @@ enum Scenario {
     Startup,
     /// The HTTP stack with no storage: the ceiling `append` and `fanout` are compared to.
     Ceiling,
+    /// The fan-out with several factlog instances sharing one PostgreSQL database (needs
+    /// PostgreSQL; not part of `all`).
+    Instances,
     /// Every scenario, in the order above.
     All,
     /// (internal) serve the ceiling server.
@@ -109,6 +115,10 @@ struct Args {
     /// fanout: concurrent publishers when posting back to back (one when paced).
     #[arg(long, default_value_t = 8)]
     publishers: usize,
+
+    /// instances: how many factlog instances share the database, one measurement each.
+    #[arg(long, value_delimiter = ',', default_value = "1,2,3")]
+    instances: Vec<usize>,
 
     /// idle: streams held open.
     #[arg(long, default_value_t = 10_000)]

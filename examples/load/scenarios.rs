@@ -8,6 +8,7 @@
 //! increasing), so the same check works for factlog and for the peers.
 
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -101,6 +102,12 @@ impl<'a> Bench<'a> {
                 };
             }
             Scenario::Ceiling => targets.push(Spec::Ceiling),
+            Scenario::Instances => {
+                if !own {
+                    bail!("instances starts its own factlog instances: leave out --url");
+                }
+                return self.instances().await;
+            }
             Scenario::All | Scenario::ServeCeiling => unreachable!("dispatched in main"),
         }
 
@@ -120,7 +127,7 @@ impl<'a> Bench<'a> {
                 }
                 if do_fanout {
                     let server = Running::start(spec, &self.scratch, None)?;
-                    let metrics = self.fanout(&server).await;
+                    let metrics = self.fanout(std::slice::from_ref(&server), None).await;
                     server.stop();
                     record(&mut fanouts, i, &name, round, "fanout", metrics?);
                 }
@@ -173,6 +180,54 @@ impl<'a> Bench<'a> {
     fn next_run(&mut self) -> u32 {
         self.run = self.run.wrapping_add(1);
         self.run
+    }
+
+    /// `instances`: the fan-out with 1, 2, 3... factlog instances sharing one PostgreSQL
+    /// database (a new one each run), subscribers and publishers spread over them, beside
+    /// one instance over SQLite in the same run.
+    async fn instances(&mut self) -> anyhow::Result<()> {
+        let args = self.args;
+        let Some(db) = crate::pg::database("the instances scenario") else {
+            bail!("the instances scenario needs PostgreSQL (see the README)");
+        };
+        // The cluster's server and its backends, for their CPU time.
+        let database = db.server_pid().map(Running::process);
+        let flags = vec!["--sync".to_owned(), "full".to_owned()];
+        let mut results = Results::new();
+        for round in 1..=args.runs {
+            let sqlite = Running::start(
+                &Spec::Factlog {
+                    name: "sqlite".into(),
+                    flags: flags.clone(),
+                },
+                &self.scratch,
+                None,
+            )?;
+            let metrics = self.fanout(std::slice::from_ref(&sqlite), None).await;
+            sqlite.stop();
+            record(&mut results, 0, "sqlite, 1", round, "instances", metrics?);
+            self.clean_scratch();
+
+            for (i, &count) in args.instances.iter().enumerate() {
+                let url = db.url_of(&format!("load_{}_{count}", self.next_run()));
+                let servers = (0..count)
+                    .map(|_| Running::start_factlog(&url, &flags))
+                    .collect::<anyhow::Result<Vec<_>>>()?;
+                let metrics = self.fanout(&servers, database.as_ref()).await;
+                for server in servers {
+                    server.stop();
+                }
+                let name = format!("postgres, {count}");
+                record(&mut results, i + 1, &name, round, "instances", metrics?);
+            }
+        }
+        let params = serde_json::json!({
+            "instances": args.instances, "subscribers": args.subscribers,
+            "events": args.events, "rate": args.rate,
+            "publishers": self.fanout_publishers(), "size": args.size,
+        });
+        report("instances", params, &results);
+        Ok(())
     }
 
     fn fanout_publishers(&self) -> usize {
@@ -259,18 +314,28 @@ impl<'a> Bench<'a> {
     }
 
     /// `fanout`: `--subscribers` streams caught up, then `--events` facts posted back to
-    /// back or at `--rate`; every subscriber must get every fact once, in order.
-    async fn fanout(&mut self, server: &Running) -> anyhow::Result<Metrics> {
+    /// back or at `--rate`; every subscriber must get every fact once, in order. With
+    /// several servers (instances sharing one log), subscribers and publishers are spread
+    /// over them in turn, and the CPU is theirs together; `database`'s CPU is reported
+    /// per fact.
+    async fn fanout(
+        &mut self,
+        servers: &[Running],
+        database: Option<&Running>,
+    ) -> anyhow::Result<Metrics> {
         let args = self.args;
         let run = self.next_run();
-        let crowd = Crowd::open(server, run, args.subscribers, args.events).await?;
-        crowd.catch_up(server, run).await?;
+        let addrs: Vec<SocketAddr> = servers.iter().map(|s| s.addr).collect();
+        let crowd = Crowd::open(&addrs, run, args.subscribers, args.events).await?;
+        crowd.catch_up(addrs[0], run).await?;
 
-        let (cpu0, own0) = (server.cpu_seconds(), own_cpu_seconds());
+        let cpu_of = || -> Option<f64> { servers.iter().map(Running::cpu_seconds).sum() };
+        let (cpu0, own0) = (cpu_of(), own_cpu_seconds());
+        let db_cpu0 = database.and_then(Running::cpu_seconds);
         let started = Instant::now();
         crowd.shared.measuring.store(true, Ordering::Release);
         let publishing = publish(
-            server,
+            &addrs,
             run,
             args.events,
             self.fanout_publishers(),
@@ -282,7 +347,11 @@ impl<'a> Bench<'a> {
         ));
         let post_errors = publishing.await?;
         crowd.wait_all_done(started + wait_limit).await;
-        let cpu = cpu_delta(server, cpu0);
+        let cpu = match (cpu0, cpu_of()) {
+            (Some(before), Some(after)) => after - before,
+            _ => f64::NAN,
+        };
+        let db_cpu = database.map_or(f64::NAN, |db| cpu_delta(db, db_cpu0));
         let own = own_cpu_seconds() - own0;
         let results = crowd.close().await;
 
@@ -304,7 +373,7 @@ impl<'a> Bench<'a> {
             eprintln!("  {failed} subscribers failed; the first: {err}");
         }
         let delivered_f = delivered as f64;
-        Ok(vec![
+        Ok([
             ("deliveries_per_s", delivered_f / elapsed),
             ("cpu_us_per_delivery", cpu * 1e6 / delivered_f),
             ("p50_ms", percentile(&latencies, 0.50)),
@@ -322,7 +391,15 @@ impl<'a> Bench<'a> {
             ("failed_subscribers", failed as f64),
             ("post_errors", post_errors as f64),
             ("client_cpu_us_per_delivery", own * 1e6 / delivered_f),
-        ])
+        ]
+        .into_iter()
+        .chain(database.map(|_| {
+            (
+                "database_cpu_us_per_fact",
+                db_cpu * 1e6 / args.events as f64,
+            )
+        }))
+        .collect())
     }
 
     /// `idle`: `--streams` open streams: the server's memory per stream when idle, after
@@ -332,20 +409,20 @@ impl<'a> Bench<'a> {
         let run = self.next_run();
         // Warm up what every server allocates once (runtime, pools, first stream), then
         // take the baseline.
-        let warm = Crowd::open(server, run, 8, 0).await?;
-        warm.catch_up(server, run).await?;
+        let warm = Crowd::open(&[server.addr], run, 8, 0).await?;
+        warm.catch_up(server.addr, run).await?;
         warm.close().await;
         tokio::time::sleep(Duration::from_secs(1)).await;
         let base = server
             .rss_kib()
             .context("no memory figure for this server")?;
 
-        let crowd = Crowd::open(server, run, args.streams, args.burst).await?;
-        crowd.catch_up(server, run).await?;
+        let crowd = Crowd::open(&[server.addr], run, args.streams, args.burst).await?;
+        crowd.catch_up(server.addr, run).await?;
         tokio::time::sleep(Duration::from_secs(2)).await;
         let idle = server.rss_kib().unwrap_or(0);
 
-        publish(server, run, args.burst, 8, args.burst_size, 0).await?;
+        publish(&[server.addr], run, args.burst, 8, args.burst_size, 0).await?;
         crowd
             .wait_all_done(Instant::now() + Duration::from_secs(120))
             .await;
@@ -568,7 +645,7 @@ fn parse_id(id: &[u8]) -> Option<(u64, u64)> {
 /// Posts facts `0..count` from `publishers` connections, back to back or at `rate` per
 /// second; returns how many were refused.
 async fn publish(
-    server: &Running,
+    addrs: &[SocketAddr],
     run: u32,
     count: u64,
     publishers: usize,
@@ -579,7 +656,7 @@ async fn publish(
     let started = tokio::time::Instant::now();
     let mut tasks = JoinSet::new();
     for p in 0..publishers {
-        let mut poster = Poster::connect(server.addr, p).await?;
+        let mut poster = Poster::connect(addrs[p % addrs.len()], p).await?;
         let next = Arc::clone(&next);
         tasks.spawn(async move {
             let mut errors = 0u64;
@@ -693,8 +770,14 @@ struct Crowd {
 }
 
 impl Crowd {
-    /// Opens `size` streams from the start of the log, each expecting `expected` facts.
-    async fn open(server: &Running, run: u32, size: usize, expected: u64) -> anyhow::Result<Self> {
+    /// Opens `size` streams from the start of the log, each expecting `expected` facts,
+    /// spread over `addrs` in turn.
+    async fn open(
+        addrs: &[SocketAddr],
+        run: u32,
+        size: usize,
+        expected: u64,
+    ) -> anyhow::Result<Self> {
         let shared = Arc::new(Shared {
             run,
             expected,
@@ -711,7 +794,7 @@ impl Crowd {
             let shared = Arc::clone(&shared);
             let gate = Arc::clone(&gate);
             let mut stopped = stopped.clone();
-            let addr = server.addr;
+            let addr = addrs[index % addrs.len()];
             tasks.spawn(async move {
                 let mut account = Account {
                     seen: vec![false; expected as usize],
@@ -784,8 +867,8 @@ impl Crowd {
 
     /// Posts the ready marker until every stream has read it: from then on each stream is
     /// live, past whatever the server held before.
-    async fn catch_up(&self, server: &Running, run: u32) -> anyhow::Result<()> {
-        let mut poster = Poster::connect(server.addr, 0).await?;
+    async fn catch_up(&self, addr: SocketAddr, run: u32) -> anyhow::Result<()> {
+        let mut poster = Poster::connect(addr, 0).await?;
         let deadline = Instant::now() + Duration::from_secs(120);
         let mut next_marker = Instant::now();
         while self.shared.ready.load(Ordering::Acquire) < self.size {

@@ -89,14 +89,7 @@ impl Running {
                         FRESH.fetch_add(1, Ordering::Relaxed)
                     )),
                 };
-                let mut command = Command::new(factlog_binary()?);
-                command
-                    .arg("--listen")
-                    .arg("127.0.0.1:0")
-                    .arg("--database-url")
-                    .arg(format!("sqlite://{}", db.display()))
-                    .args(flags);
-                spawn_announcing(command)
+                Self::start_factlog(&format!("sqlite://{}", db.display()), flags)
             }
             Spec::Ceiling => {
                 let mut command = Command::new(std::env::current_exe()?);
@@ -132,6 +125,28 @@ impl Running {
                 stop: Stop::Nothing,
                 ready_after: Duration::ZERO,
             }),
+        }
+    }
+
+    /// factlog's release binary over the database at `url`, with extra flags.
+    pub fn start_factlog(url: &str, flags: &[String]) -> anyhow::Result<Self> {
+        let mut command = Command::new(factlog_binary()?);
+        command
+            .arg("--listen")
+            .arg("127.0.0.1:0")
+            .arg("--database-url")
+            .arg(url)
+            .args(flags);
+        spawn_announcing(command)
+    }
+
+    /// A process someone else runs (a database server), measured but not served by.
+    pub fn process(pid: u32) -> Self {
+        Self {
+            addr: SocketAddr::from(([0, 0, 0, 0], 0)),
+            pid: Some(pid),
+            stop: Stop::Nothing,
+            ready_after: Duration::ZERO,
         }
     }
 

@@ -6,6 +6,7 @@ mod events;
 mod faults;
 mod helpers;
 mod operations;
+#[path = "../support/pg.rs"]
 mod pg;
 mod post_facts;
 mod postgres;

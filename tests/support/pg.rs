@@ -1,10 +1,16 @@
-//! A PostgreSQL database for one test.
+//! A PostgreSQL database for one test (also used by the load generator,
+//! `examples/load`).
 //!
 //! With `FACTLOG_TEST_POSTGRES_URL` set, each test gets a new database on that server
 //! (dropped afterwards). Otherwise each test starts a throwaway cluster with Debian's
 //! `initdb` and `pg_ctl` in a temporary directory, listening on a socket there only.
 //! Without either the test is skipped, loudly; under `FACTLOG_REQUIRE_POSTGRES=1` (as in
 //! `.ci/run`) a skip is a failure.
+
+#![allow(
+    dead_code,
+    reason = "shared by the API tests and the load generator; each uses part of it"
+)]
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -48,6 +54,23 @@ pub fn database(test: &str) -> Option<PgDatabase> {
 }
 
 impl PgDatabase {
+    /// The URL of another database on the same server; factlog creates it on start.
+    pub fn url_of(&self, database: &str) -> String {
+        let mut url = url::Url::parse(&self.url).expect("a URL");
+        url.set_path(database);
+        url.to_string()
+    }
+
+    /// The process id of the throwaway cluster's server, for its CPU time; `None` for a
+    /// server of `FACTLOG_TEST_POSTGRES_URL`.
+    pub fn server_pid(&self) -> Option<u32> {
+        let Cleanup::Cluster { dir, .. } = &self.cleanup else {
+            return None;
+        };
+        let pid_file = std::fs::read_to_string(dir.path().join("data/postmaster.pid")).ok()?;
+        pid_file.lines().next()?.trim().parse().ok()
+    }
+
     /// A connection of the test's own, for what a worker or an operator would do.
     pub async fn connect(&self) -> sqlx::PgConnection {
         sqlx::PgConnection::connect(&self.url)
