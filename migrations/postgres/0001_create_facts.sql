@@ -58,14 +58,16 @@ RETURN to_char(at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"');
 -- payload is the newest id), reads the new facts and sends them to its streams.
 CREATE FUNCTION factlog_append(batch json)
 RETURNS TABLE (id bigint, event text, fact text, created_at text, existed boolean)
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql
+-- Plan each call for the log as it is now: a plan cached while the log was small (a
+-- sequential scan is cheapest then) would go on scanning it whole once it is large.
+SET plan_cache_mode = force_custom_plan
+AS $$
 #variable_conflict use_column
 DECLARE
     v_first bigint;
     v_at timestamptz;
-    v_ids bigint[];
-    v_existed boolean[];
-    v_appended bigint;
+    v_last bigint;
 BEGIN
     -- Take the counter row's lock first and keep it until commit: this is what makes ids
     -- follow commit order across every connection, instance and worker. Idempotency keys
@@ -74,6 +76,7 @@ BEGIN
     -- The time is read after the lock, so that times grow with ids.
     v_at := clock_timestamp();
 
+    RETURN QUERY
     WITH input AS (
         SELECT t.n, t.e->>0 AS event, t.e->>1 AS fact, t.e->>2 AS key
         FROM json_array_elements(batch) WITH ORDINALITY AS t(e, n)
@@ -81,7 +84,8 @@ BEGIN
     -- A key already in the log answers with its record; a key repeated in the group is
     -- inserted by its first use only.
     fate AS (
-        SELECT i.n, i.event, i.fact, i.key, f.id AS old_id,
+        SELECT i.n, i.event, i.fact, i.key,
+               f.id AS old_id, f.event AS old_event, f.fact AS old_fact, f.created_at AS old_at,
                i.key IS NULL OR i.n = min(i.n) OVER (PARTITION BY i.key) AS first_use
         FROM input i LEFT JOIN facts f ON f.idempotency_key = i.key
     ),
@@ -94,30 +98,36 @@ BEGIN
                END AS new_id
         FROM fate
     ),
+    -- The record each element answers with: its own new one, the one in the log, or the
+    -- one its key's first use in this group makes.
     resolved AS (
-        SELECT n, event, fact, key, new_id,
-               coalesce(new_id, old_id, max(new_id) OVER (PARTITION BY key)) AS id
+        SELECT n, key, new_id, event AS new_event, fact AS new_fact,
+               coalesce(new_id, old_id, first_value(new_id) OVER first) AS id,
+               CASE WHEN new_id IS NOT NULL THEN event
+                    WHEN old_id IS NOT NULL THEN old_event
+                    ELSE first_value(event) OVER first END AS event,
+               CASE WHEN new_id IS NOT NULL THEN fact
+                    WHEN old_id IS NOT NULL THEN old_fact
+                    ELSE first_value(fact) OVER first END AS fact,
+               coalesce(old_at, v_at) AS at
         FROM numbered
+        WINDOW first AS (PARTITION BY key ORDER BY n)
     ),
     inserted AS (
         INSERT INTO facts (id, event, fact, created_at, idempotency_key)
-        SELECT new_id, event, fact, v_at, key FROM resolved WHERE new_id IS NOT NULL
+        SELECT new_id, new_event, new_fact, v_at, key FROM resolved WHERE new_id IS NOT NULL
     )
-    SELECT array_agg(id ORDER BY n), array_agg(new_id IS NULL ORDER BY n), count(new_id)
-    INTO v_ids, v_existed, v_appended
-    FROM resolved;
-
-    IF v_appended > 0 THEN
-        UPDATE log_meta SET last_id = v_first - 1 + v_appended;
-        -- Delivered to listeners at commit, and only if the transaction commits.
-        PERFORM pg_notify('factlog', (v_first - 1 + v_appended)::text);
-    END IF;
-
-    RETURN QUERY
-    SELECT f.id, f.event, f.fact, factlog_time(f.created_at), r.existed
-    FROM unnest(v_ids, v_existed) WITH ORDINALITY AS r(id, existed, n)
-    JOIN facts f ON f.id = r.id
+    SELECT r.id, r.event, r.fact, factlog_time(r.at), r.new_id IS NULL
+    FROM resolved r
     ORDER BY r.n;
+
+    -- The statement above has run to its end, inserts included.
+    SELECT max(f.id) INTO v_last FROM facts f WHERE f.id >= v_first;
+    IF v_last IS NOT NULL THEN
+        UPDATE log_meta SET last_id = v_last;
+        -- Delivered to listeners at commit, and only if the transaction commits.
+        PERFORM pg_notify('factlog', v_last::text);
+    END IF;
 END
 $$;
 

@@ -30,7 +30,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use bytes::Bytes;
 use factlog_postgres as queries;
-use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions};
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgListener, PgPool, PgPoolOptions};
 use sqlx::{ConnectOptions as _, Connection as _};
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
@@ -70,7 +70,11 @@ pub(super) async fn open(url: &str, sync: SyncLevel) -> anyhow::Result<Opened> {
     let shown = redact(url);
     let base = PgConnectOptions::from_str(url)
         .with_context(|| format!("{shown} is not a valid postgres:// database URL"))?
-        .log_statements(tracing::log::LevelFilter::Trace);
+        .log_statements(tracing::log::LevelFilter::Trace)
+        // Plan every statement for the log as it is now. A prepared statement's generic
+        // plan, made while the log was small, would otherwise go on scanning it whole
+        // once it is large; planning these short statements costs microseconds.
+        .options([("plan_cache_mode", "force_custom_plan")]);
     create_if_missing(&base)
         .await
         .with_context(|| format!("cannot open the database {shown}"))?;
@@ -88,6 +92,7 @@ pub(super) async fn open(url: &str, sync: SyncLevel) -> anyhow::Result<Opened> {
         .await
         .with_context(|| format!("cannot migrate the database {shown}"))?;
 
+    let wake = Arc::new(Notify::new());
     // `--sync normal` gives up waiting for the server's WAL flush: an acknowledged fact
     // survives a crash of factlog (as with SQLite), not one of the database server.
     let synchronous_commit = match sync {
@@ -95,15 +100,14 @@ pub(super) async fn open(url: &str, sync: SyncLevel) -> anyhow::Result<Opened> {
         SyncLevel::Normal => "off",
     };
     let lock_timeout = format!("{}ms", WAIT_TIMEOUT.as_millis());
-    // One connection, like SQLite's writer: the writer task sends one group at a time.
-    // The pool makes a new connection when the old one broke.
-    let writer = PgPoolOptions::new()
-        .max_connections(1)
-        .acquire_timeout(WAIT_TIMEOUT)
-        .connect_lazy_with(base.clone().application_name("factlog writer").options([
+    let writer = Writer {
+        options: base.clone().application_name("factlog writer").options([
             ("synchronous_commit", synchronous_commit),
             ("lock_timeout", lock_timeout.as_str()),
-        ]));
+        ]),
+        conn: None,
+        wake: Arc::clone(&wake),
+    };
     let listen = PgPoolOptions::new()
         .max_connections(1)
         .acquire_timeout(WAIT_TIMEOUT)
@@ -114,13 +118,9 @@ pub(super) async fn open(url: &str, sync: SyncLevel) -> anyhow::Result<Opened> {
         .newest_id()
         .await
         .with_context(|| format!("cannot read the database {shown}"))?;
-    let wake = Arc::new(Notify::new());
     Ok(Opened {
         storage: Storage::Postgres(reader.clone()),
-        appender: Appender::Postgres(Writer {
-            pool: writer,
-            wake: Arc::clone(&wake),
-        }),
+        appender: Appender::Postgres(Box::new(writer)),
         follow: Some(Follow(Follower {
             listen,
             reader,
@@ -246,10 +246,18 @@ impl Reader {
     }
 }
 
-/// The writer's side of PostgreSQL: its connection, and a way to wake the follower.
+/// The writer's side of PostgreSQL: its own connection, and a way to wake the follower.
+///
+/// A connection of its own rather than a pool's: a pool checks a connection with a round
+/// trip each time it is handed out and again each time it comes back. The writer checks
+/// its connection once before each group (a round trip per group, not per fact), so that
+/// a connection the server dropped meanwhile (a restart, a failover, an operator's
+/// `pg_terminate_backend`) is replaced before a group is sent on it rather than failing
+/// that group; after a failed group it makes a new one.
 #[derive(Debug)]
 pub struct Writer {
-    pool: PgPool,
+    options: PgConnectOptions,
+    conn: Option<PgConnection>,
     wake: Arc<Notify>,
 }
 
@@ -258,7 +266,15 @@ impl Writer {
     /// transaction, holding the counter row's lock from its first id to its commit.
     pub(super) async fn append(&mut self, rows: &[Row<'_>]) -> Result<Vec<Outcome>, AppError> {
         let batch = rows_json(rows)?;
-        let appended = queries::append(&self.pool, &batch).await?;
+        let conn = self.connection().await?;
+        let appended = match queries::append(&mut *conn, &batch).await {
+            Ok(appended) => appended,
+            Err(err) => {
+                // Whatever broke, the next group starts on a new connection.
+                self.conn = None;
+                return Err(err.into());
+            }
+        };
         if appended.len() != rows.len() {
             return Err(AppError::Internal(anyhow::anyhow!(
                 "appended {} facts but the database answered for {}",
@@ -275,6 +291,22 @@ impl Writer {
             .collect())
     }
 
+    /// The connection, checked, made anew if it is missing or broken.
+    async fn connection(&mut self) -> Result<&mut PgConnection, AppError> {
+        if let Some(mut conn) = self.conn.take() {
+            if conn.ping().await.is_ok() {
+                return Ok(self.conn.insert(conn));
+            }
+            tracing::info!("the writer's connection was lost; connecting again");
+        }
+        let conn = tokio::time::timeout(WAIT_TIMEOUT, self.options.connect())
+            .await
+            .map_err(|_| {
+                AppError::Unavailable("cannot connect to the database in time".into())
+            })??;
+        Ok(self.conn.insert(conn))
+    }
+
     /// Publishes a committed group at once when it directly follows what this instance's
     /// streams have; otherwise facts committed elsewhere come first, and the follower
     /// reads them all in order.
@@ -285,7 +317,11 @@ impl Writer {
     }
 
     pub(super) async fn close(self) {
-        self.pool.close().await;
+        if let Some(conn) = self.conn {
+            if let Err(err) = conn.close().await {
+                tracing::warn!(cause = %err, "closing the writer's connection failed");
+            }
+        }
     }
 }
 

@@ -244,7 +244,7 @@ pub enum Appender {
     /// SQLite's one read-write connection.
     Sqlite(SqliteConnection),
     /// PostgreSQL's writer.
-    Postgres(postgres::Writer),
+    Postgres(Box<postgres::Writer>),
 }
 
 impl Appender {

@@ -426,6 +426,37 @@ async fn killed_connections_lose_nothing() {
     assert_eq!(b.get_json("/facts/6").await.1["fact"], json!({"n": 6}));
 }
 
+/// The database server restarts under a running instance: while it is down, POST answers
+/// 503 and `/healthz` says so; once it is back, the instance reconnects on its own, and
+/// its streams continue without a gap.
+#[tokio::test]
+async fn a_database_restart_loses_nothing() {
+    let Some(db) = pg::database("a_database_restart_loses_nothing") else {
+        return;
+    };
+    let app = instance(&db).await;
+    let mut stream = app.events("", None).await;
+    assert_eq!(app.append(&json!({"n": 1})).await, 1);
+    assert_eq!(stream.take(1).await[0].id(), 1);
+
+    if !db.stop_server() {
+        eprintln!("SKIPPED a_database_restart_loses_nothing: not our server to restart");
+        return;
+    }
+    let refused = app.post_fact(&json!({"n": "lost?"})).await;
+    assert_eq!(refused.status(), 503);
+    let body: Value = refused.json().await.expect("a JSON error");
+    assert!(body["error"].is_string(), "{body}");
+    assert_eq!(app.get_json("/healthz").await.0, 503);
+    db.start_server();
+
+    assert_eq!(app.append(&json!({"n": 2})).await, 2);
+    assert_eq!(stream.take(1).await[0].id(), 2);
+    assert_eq!(app.get_json("/healthz").await.0, 200);
+    let mut conn = db.connect().await;
+    assert_eq!(table_ids(&mut conn).await, [1, 2]);
+}
+
 /// A background program publishes with `factlog_publish`: same checks, same idempotency
 /// keys as `POST /facts`, and its facts reach every stream on every instance.
 #[tokio::test]

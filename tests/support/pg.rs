@@ -71,6 +71,46 @@ impl PgDatabase {
         pid_file.lines().next()?.trim().parse().ok()
     }
 
+    /// Stops the database server (a fast shutdown: connections are ended) until
+    /// [`Self::start_server`]; false, doing nothing, for a server of
+    /// `FACTLOG_TEST_POSTGRES_URL`, which is not ours to stop.
+    pub fn stop_server(&self) -> bool {
+        let Cleanup::Cluster {
+            bin,
+            dir,
+            as_postgres,
+        } = &self.cleanup
+        else {
+            return false;
+        };
+        run(
+            bin,
+            *as_postgres,
+            "pg_ctl",
+            &[
+                "-D".as_ref(),
+                dir.path().join("data").as_os_str(),
+                "-m".as_ref(),
+                "fast".as_ref(),
+                "-w".as_ref(),
+                "stop".as_ref(),
+            ],
+        );
+        true
+    }
+
+    /// Starts the server [`Self::stop_server`] stopped.
+    pub fn start_server(&self) {
+        if let Cleanup::Cluster {
+            bin,
+            dir,
+            as_postgres,
+        } = &self.cleanup
+        {
+            start_cluster(bin, *as_postgres, dir.path());
+        }
+    }
+
     /// A connection of the test's own, for what a worker or an operator would do.
     pub async fn connect(&self) -> sqlx::PgConnection {
         sqlx::PgConnection::connect(&self.url)
@@ -141,28 +181,7 @@ fn throwaway_cluster(bin: PathBuf) -> PgDatabase {
             "--no-sync".as_ref(),
         ],
     );
-    // No TCP: a socket in the directory only, so tests never fight over a port. fsync
-    // off: these databases are thrown away, and factlog's own durability is not what is
-    // tested here.
-    let options = format!(
-        "-k {} -c listen_addresses='' -c fsync=off -c max_connections=200",
-        dir.path().display()
-    );
-    run(
-        &bin,
-        as_postgres,
-        "pg_ctl",
-        &[
-            "-D".as_ref(),
-            data.as_os_str(),
-            "-l".as_ref(),
-            dir.path().join("log").as_os_str(),
-            "-o".as_ref(),
-            options.as_ref(),
-            "-w".as_ref(),
-            "start".as_ref(),
-        ],
-    );
+    start_cluster(&bin, as_postgres, dir.path());
     PgDatabase {
         url: format!(
             "postgres://postgres@localhost/factlog?host={}",
@@ -174,6 +193,32 @@ fn throwaway_cluster(bin: PathBuf) -> PgDatabase {
             as_postgres,
         },
     }
+}
+
+/// Starts the cluster in `dir`, and waits until it accepts connections.
+fn start_cluster(bin: &Path, as_postgres: bool, dir: &Path) {
+    // No TCP: a socket in the directory only, so tests never fight over a port. fsync
+    // off: these databases are thrown away, and factlog's own durability is not what is
+    // tested here.
+    let options = format!(
+        "-k {} -c listen_addresses='' -c fsync=off -c max_connections=200",
+        dir.display()
+    );
+    run(
+        bin,
+        as_postgres,
+        "pg_ctl",
+        &[
+            "-D".as_ref(),
+            dir.join("data").as_os_str(),
+            "-l".as_ref(),
+            dir.join("log").as_os_str(),
+            "-o".as_ref(),
+            options.as_ref(),
+            "-w".as_ref(),
+            "start".as_ref(),
+        ],
+    );
 }
 
 fn is_root() -> bool {
