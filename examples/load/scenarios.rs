@@ -187,7 +187,7 @@ impl<'a> Bench<'a> {
     /// one instance over SQLite in the same run.
     async fn instances(&mut self) -> anyhow::Result<()> {
         let args = self.args;
-        let Some(db) = crate::pg::database("the instances scenario") else {
+        let Some(db) = crate::pg::durable_database("the instances scenario") else {
             bail!("the instances scenario needs PostgreSQL (see the README)");
         };
         // The cluster's server and its backends, for their CPU time.

@@ -58,15 +58,13 @@ RETURN to_char(at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"');
 -- payload is the newest id), reads the new facts and sends them to its streams.
 CREATE FUNCTION factlog_append(batch json)
 RETURNS TABLE (id bigint, event text, fact text, created_at text, existed boolean)
-LANGUAGE plpgsql
--- Plan each call for the log as it is now: a plan cached while the log was small (a
--- sequential scan is cheapest then) would go on scanning it whole once it is large.
-SET plan_cache_mode = force_custom_plan
-AS $$
+LANGUAGE plpgsql AS $$
 #variable_conflict use_column
 DECLARE
     v_first bigint;
     v_at timestamptz;
+    v_keys text[];
+    v_known json;
     v_last bigint;
 BEGIN
     -- Take the counter row's lock first and keep it until commit: this is what makes ids
@@ -76,18 +74,37 @@ BEGIN
     -- The time is read after the lock, so that times grow with ids.
     v_at := clock_timestamp();
 
+    -- The records already in the log under the group's keys. Planned afresh at each call
+    -- (EXECUTE): PL/pgSQL keeps a statement's plan, and one made while the log was small
+    -- would go on scanning it whole once it is large. No other statement here reads
+    -- `facts` but through its primary key.
+    SELECT array_agg(DISTINCT t.e->>2) INTO v_keys
+    FROM json_array_elements(batch) AS t(e)
+    WHERE t.e->>2 IS NOT NULL;
+    IF v_keys IS NOT NULL THEN
+        EXECUTE 'SELECT json_agg(json_build_array(f.idempotency_key, f.id, f.event, f.fact,
+                                                  factlog_time(f.created_at)))
+                 FROM facts f WHERE f.idempotency_key = ANY ($1)'
+            INTO v_known USING v_keys;
+    END IF;
+
     RETURN QUERY
     WITH input AS (
         SELECT t.n, t.e->>0 AS event, t.e->>1 AS fact, t.e->>2 AS key
         FROM json_array_elements(batch) WITH ORDINALITY AS t(e, n)
     ),
+    known AS (
+        SELECT k->>0 AS key, (k->>1)::bigint AS id, k->>2 AS event, k->>3 AS fact,
+               k->>4 AS at
+        FROM json_array_elements(v_known) AS k
+    ),
     -- A key already in the log answers with its record; a key repeated in the group is
     -- inserted by its first use only.
     fate AS (
         SELECT i.n, i.event, i.fact, i.key,
-               f.id AS old_id, f.event AS old_event, f.fact AS old_fact, f.created_at AS old_at,
+               k.id AS old_id, k.event AS old_event, k.fact AS old_fact, k.at AS old_at,
                i.key IS NULL OR i.n = min(i.n) OVER (PARTITION BY i.key) AS first_use
-        FROM input i LEFT JOIN facts f ON f.idempotency_key = i.key
+        FROM input i LEFT JOIN known k ON k.key = i.key
     ),
     -- The facts to insert take the next ids, in input order.
     numbered AS (
@@ -109,7 +126,7 @@ BEGIN
                CASE WHEN new_id IS NOT NULL THEN fact
                     WHEN old_id IS NOT NULL THEN old_fact
                     ELSE first_value(fact) OVER first END AS fact,
-               coalesce(old_at, v_at) AS at
+               coalesce(old_at, factlog_time(v_at)) AS at
         FROM numbered
         WINDOW first AS (PARTITION BY key ORDER BY n)
     ),
@@ -117,7 +134,7 @@ BEGIN
         INSERT INTO facts (id, event, fact, created_at, idempotency_key)
         SELECT new_id, new_event, new_fact, v_at, key FROM resolved WHERE new_id IS NOT NULL
     )
-    SELECT r.id, r.event, r.fact, factlog_time(r.at), r.new_id IS NULL
+    SELECT r.id, r.event, r.fact, r.at, r.new_id IS NULL
     FROM resolved r
     ORDER BY r.n;
 

@@ -70,10 +70,13 @@ pub(super) async fn open(url: &str, sync: SyncLevel) -> anyhow::Result<Opened> {
     let shown = redact(url);
     let base = PgConnectOptions::from_str(url)
         .with_context(|| format!("{shown} is not a valid postgres:// database URL"))?
-        .log_statements(tracing::log::LevelFilter::Trace)
-        // Plan every statement for the log as it is now. A prepared statement's generic
-        // plan, made while the log was small, would otherwise go on scanning it whole
-        // once it is large; planning these short statements costs microseconds.
+        .log_statements(tracing::log::LevelFilter::Trace);
+    // The readers plan every statement for the log as it is now: a prepared statement's
+    // generic plan, made while the log was small, would otherwise go on scanning it whole
+    // once it is large. Planning these short statements costs microseconds. (The writer
+    // only calls `factlog_append`, whose plans are safe to keep and costly to remake.)
+    let reading = base
+        .clone()
         .options([("plan_cache_mode", "force_custom_plan")]);
     create_if_missing(&base)
         .await
@@ -83,7 +86,7 @@ pub(super) async fn open(url: &str, sync: SyncLevel) -> anyhow::Result<Opened> {
         .max_connections(READ_CONNECTIONS)
         .min_connections(1)
         .acquire_timeout(WAIT_TIMEOUT)
-        .connect_with(base.clone().application_name("factlog"))
+        .connect_with(reading.clone().application_name("factlog"))
         .await
         .with_context(|| format!("cannot open the database {shown}"))?;
     // Several instances starting together is fine: sqlx migrates under an advisory lock.
@@ -111,7 +114,7 @@ pub(super) async fn open(url: &str, sync: SyncLevel) -> anyhow::Result<Opened> {
     let listen = PgPoolOptions::new()
         .max_connections(1)
         .acquire_timeout(WAIT_TIMEOUT)
-        .connect_lazy_with(base.application_name("factlog follower"));
+        .connect_lazy_with(reading.application_name("factlog follower"));
 
     let reader = Reader { pool };
     let newest_id = reader
@@ -119,13 +122,9 @@ pub(super) async fn open(url: &str, sync: SyncLevel) -> anyhow::Result<Opened> {
         .await
         .with_context(|| format!("cannot read the database {shown}"))?;
     Ok(Opened {
-        storage: Storage::Postgres(reader.clone()),
+        storage: Storage::Postgres(reader),
         appender: Appender::Postgres(Box::new(writer)),
-        follow: Some(Follow(Follower {
-            listen,
-            reader,
-            wake,
-        })),
+        follow: Some(Follow(Follower { listen, wake })),
         newest_id,
     })
 }
@@ -328,7 +327,6 @@ impl Writer {
 /// Keeps one instance's notifier up with the shared log; see the module comment.
 pub struct Follower {
     listen: PgPool,
-    reader: Reader,
     wake: Arc<Notify>,
 }
 
@@ -368,12 +366,12 @@ impl Follower {
                 }
             };
             loop {
-                if let Err(err) = self.catch_up(&notifier).await {
+                if let Err(err) = Self::catch_up(&mut listener, &notifier).await {
                     tracing::warn!(cause = %err, retry_in = ?backoff, "cannot read new facts; streams on this instance wait");
                     if pause(&shutdown, &mut backoff).await {
                         return;
                     }
-                    continue;
+                    continue 'listen;
                 }
                 backoff = SAFETY_POLL / 10;
                 match self.wait(&mut listener, &notifier, &shutdown).await {
@@ -394,11 +392,18 @@ impl Follower {
         Ok(listener)
     }
 
-    /// Publishes every fact after the notifier's newest id, in order.
-    async fn catch_up(&self, notifier: &Notifier) -> Result<(), AppError> {
+    /// Publishes every fact after the notifier's newest id, in order. Reads on the
+    /// listening connection itself: no pool to check a connection out of and back in, and
+    /// a failure here is a failure of the listener, handled as one.
+    async fn catch_up(listener: &mut PgListener, notifier: &Notifier) -> Result<(), AppError> {
         loop {
             let after = notifier.newest_id();
-            let facts = self.reader.read_after(after, FOLLOW_PAGE, None).await?;
+            let facts: Vec<FactRecord> =
+                queries::read_after(&mut *listener, after, None, FOLLOW_PAGE)
+                    .await?
+                    .into_iter()
+                    .map(record)
+                    .collect();
             let full = i64::try_from(facts.len()).is_ok_and(|n| n == FOLLOW_PAGE);
             // Facts the writer published meanwhile are skipped by the notifier.
             notifier.publish(&facts);

@@ -33,16 +33,29 @@ enum Cleanup {
         bin: PathBuf,
         dir: TempDir,
         as_postgres: bool,
+        fsync: bool,
     },
 }
 
-/// A new, empty database, or `None` (after saying so) when no PostgreSQL can be had.
+/// A new, empty database, or `None` (after saying so) when no PostgreSQL can be had. A
+/// throwaway cluster runs without fsync: its data is thrown away, and what the tests
+/// check does not depend on it.
 pub fn database(test: &str) -> Option<PgDatabase> {
+    database_with(test, false)
+}
+
+/// Like [`database`], but a throwaway cluster syncs its commits to disk as PostgreSQL does
+/// by default: for measurements.
+pub fn durable_database(test: &str) -> Option<PgDatabase> {
+    database_with(test, true)
+}
+
+fn database_with(test: &str, fsync: bool) -> Option<PgDatabase> {
     if let Ok(admin_url) = std::env::var("FACTLOG_TEST_POSTGRES_URL") {
         return Some(on_server(admin_url));
     }
     if let Some(bin) = server_programs() {
-        return Some(throwaway_cluster(bin));
+        return Some(throwaway_cluster(bin, fsync));
     }
     let why = "no PostgreSQL: set FACTLOG_TEST_POSTGRES_URL, or install Debian's postgresql \
                for a throwaway cluster";
@@ -79,6 +92,7 @@ impl PgDatabase {
             bin,
             dir,
             as_postgres,
+            ..
         } = &self.cleanup
         else {
             return false;
@@ -105,9 +119,10 @@ impl PgDatabase {
             bin,
             dir,
             as_postgres,
+            fsync,
         } = &self.cleanup
         {
-            start_cluster(bin, *as_postgres, dir.path());
+            start_cluster(bin, *as_postgres, dir.path(), *fsync);
         }
     }
 
@@ -154,7 +169,7 @@ fn on_server(admin_url: String) -> PgDatabase {
     }
 }
 
-fn throwaway_cluster(bin: PathBuf) -> PgDatabase {
+fn throwaway_cluster(bin: PathBuf, fsync: bool) -> PgDatabase {
     let dir = TempDir::new().expect("a temporary directory");
     // initdb and the server refuse to run as root; Debian's package made `postgres`.
     let as_postgres = is_root();
@@ -181,7 +196,7 @@ fn throwaway_cluster(bin: PathBuf) -> PgDatabase {
             "--no-sync".as_ref(),
         ],
     );
-    start_cluster(&bin, as_postgres, dir.path());
+    start_cluster(&bin, as_postgres, dir.path(), fsync);
     PgDatabase {
         url: format!(
             "postgres://postgres@localhost/factlog?host={}",
@@ -191,18 +206,18 @@ fn throwaway_cluster(bin: PathBuf) -> PgDatabase {
             bin,
             dir,
             as_postgres,
+            fsync,
         },
     }
 }
 
 /// Starts the cluster in `dir`, and waits until it accepts connections.
-fn start_cluster(bin: &Path, as_postgres: bool, dir: &Path) {
-    // No TCP: a socket in the directory only, so tests never fight over a port. fsync
-    // off: these databases are thrown away, and factlog's own durability is not what is
-    // tested here.
+fn start_cluster(bin: &Path, as_postgres: bool, dir: &Path, fsync: bool) {
+    // No TCP: a socket in the directory only, so tests never fight over a port.
     let options = format!(
-        "-k {} -c listen_addresses='' -c fsync=off -c max_connections=200",
-        dir.display()
+        "-k {} -c listen_addresses='' -c fsync={} -c max_connections=200",
+        dir.display(),
+        if fsync { "on" } else { "off" }
     );
     run(
         bin,
@@ -288,6 +303,7 @@ impl Drop for PgDatabase {
                 bin,
                 dir,
                 as_postgres,
+                ..
             } => {
                 let data = dir.path().join("data");
                 // Not a panic: this may run while a failed test unwinds.
