@@ -48,6 +48,13 @@ const READ_CONNECTIONS: u32 = 8;
 /// How long a request waits for a connection, or the writer for the counter row's lock
 /// (another transaction appending and not committing), before it fails with 503.
 const WAIT_TIMEOUT: Duration = Duration::from_secs(5);
+/// The longest a group's append may take before the writer gives up on its connection (a
+/// network that drops packets silently would otherwise hold every POST forever). Its
+/// outcome is then unknown, and the POSTs get 503: a retry with the same idempotency key
+/// appends the fact once either way.
+const APPEND_TIMEOUT: Duration = Duration::from_secs(30);
+/// The longest the follower's read may take before it counts its connection as lost.
+const READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// The follower reads at least this often even when nothing woke it.
 const SAFETY_POLL: Duration = Duration::from_secs(1);
 /// The most facts the follower reads (and publishes as one group) at a time.
@@ -266,14 +273,18 @@ impl Writer {
     pub(super) async fn append(&mut self, rows: &[Row<'_>]) -> Result<Vec<Outcome>, AppError> {
         let batch = rows_json(rows)?;
         let conn = self.connection().await?;
-        let appended = match queries::append(&mut *conn, &batch).await {
-            Ok(appended) => appended,
-            Err(err) => {
-                // Whatever broke, the next group starts on a new connection.
-                self.conn = None;
-                return Err(err.into());
-            }
-        };
+        let appended =
+            match tokio::time::timeout(APPEND_TIMEOUT, queries::append(conn, &batch)).await {
+                Ok(Ok(appended)) => appended,
+                failed => {
+                    // Whatever broke, the next group starts on a new connection.
+                    self.conn = None;
+                    return Err(match failed {
+                        Ok(Err(err)) => err.into(),
+                        _ => AppError::Unavailable("the database did not answer in time".into()),
+                    });
+                }
+            };
         if appended.len() != rows.len() {
             return Err(AppError::Internal(anyhow::anyhow!(
                 "appended {} facts but the database answered for {}",
@@ -293,7 +304,10 @@ impl Writer {
     /// The connection, checked, made anew if it is missing or broken.
     async fn connection(&mut self) -> Result<&mut PgConnection, AppError> {
         if let Some(mut conn) = self.conn.take() {
-            if conn.ping().await.is_ok() {
+            if matches!(
+                tokio::time::timeout(WAIT_TIMEOUT, conn.ping()).await,
+                Ok(Ok(()))
+            ) {
                 return Ok(self.conn.insert(conn));
             }
             tracing::info!("the writer's connection was lost; connecting again");
@@ -366,7 +380,13 @@ impl Follower {
                 }
             };
             loop {
-                if let Err(err) = Self::catch_up(&mut listener, &notifier).await {
+                let read =
+                    tokio::time::timeout(READ_TIMEOUT, Self::catch_up(&mut listener, &notifier));
+                if let Err(err) = read.await.unwrap_or_else(|_| {
+                    Err(AppError::Unavailable(
+                        "the database did not answer in time".into(),
+                    ))
+                }) {
                     tracing::warn!(cause = %err, retry_in = ?backoff, "cannot read new facts; streams on this instance wait");
                     if pause(&shutdown, &mut backoff).await {
                         return;

@@ -1,10 +1,12 @@
 //! The single writer: every append in the process funnels into this one task, which owns
-//! the only read-write connection and therefore the order of the log.
+//! the process's only write connection. With SQLite that makes it the order of the log;
+//! with PostgreSQL, where several instances and other programs append, the order comes
+//! from `factlog_append`'s lock (see `storage::postgres`).
 //!
 //! It takes whatever is queued (up to [`MAX_BATCH_FACTS`] facts or [`MAX_BATCH_BYTES`]
-//! bytes), writes the whole group with one `INSERT` in one transaction, and only after the
-//! commit has returned (on disk under `--sync`) does it publish the group to the notifier
-//! and answer each waiting request. A request is therefore never answered for a fact that
+//! bytes), writes the whole group with one statement in one transaction, and only after
+//! the commit has returned (on disk under `--sync`) does it publish the group to the
+//! notifier and answer each waiting request. A request is therefore never answered for a fact that
 //! is not durable, and a stream never sees a fact that is not committed.
 //!
 //! Group commit is what makes `--sync full` affordable: one fsync covers every fact that
@@ -172,23 +174,26 @@ async fn commit_group(
     drop(rows);
     match written {
         Ok(outcomes) => {
-            let inserted: Vec<FactRecord> = outcomes
-                .iter()
-                .filter(|o| !o.existed)
-                .map(|o| o.record.clone())
-                .collect();
-            if !inserted.is_empty() {
-                metrics.committed(inserted.len(), started.elapsed().as_secs_f64());
-                appender.publish(notifier, &inserted);
-            }
-            for (job, source) in batch.into_iter().zip(sources) {
-                let answer = match source {
+            let answers: Vec<Appended> = sources
+                .into_iter()
+                .map(|source| match source {
                     Source::Row(i) if outcomes[i].existed => {
                         Appended::Existing(outcomes[i].record.clone())
                     }
                     Source::Row(i) => Appended::Created(outcomes[i].record.clone()),
                     Source::Repeat(i) => Appended::Existing(outcomes[i].record.clone()),
-                };
+                })
+                .collect();
+            let inserted: Vec<FactRecord> = outcomes
+                .into_iter()
+                .filter(|o| !o.existed)
+                .map(|o| o.record)
+                .collect();
+            if !inserted.is_empty() {
+                metrics.committed(inserted.len(), started.elapsed().as_secs_f64());
+                appender.publish(notifier, &inserted);
+            }
+            for (job, answer) in batch.into_iter().zip(answers) {
                 // The requester may have gone away; the fact is committed all the same.
                 let _ = job.reply.send(Ok(answer));
             }

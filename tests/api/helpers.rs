@@ -353,6 +353,14 @@ pub fn parse_event(frame: &str) -> Option<Event> {
     has_data.then_some(event)
 }
 
+/// The value of the metric `name` (with its labels, if any) in a `/metrics` text.
+pub fn metric(text: &str, name: &str) -> Option<f64> {
+    text.lines()
+        .find(|line| line.starts_with(name) && line[name.len()..].starts_with(' '))
+        .and_then(|line| line.rsplit(' ').next())
+        .and_then(|value| value.parse().ok())
+}
+
 /// Asserts ids strictly increase by one from `first`, with no gap and no duplicate.
 pub fn assert_consecutive(events: &[Event], first: i64) {
     let ids: Vec<i64> = events.iter().map(Event::id).collect();

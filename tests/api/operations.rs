@@ -5,13 +5,6 @@ use serde_json::json;
 use crate::helpers::*;
 
 /// The value of the metric line that starts with `name` (with its labels).
-fn metric(text: &str, name: &str) -> Option<f64> {
-    text.lines()
-        .find(|line| line.starts_with(name) && line[name.len()..].starts_with(' '))
-        .and_then(|line| line.rsplit(' ').next())
-        .and_then(|value| value.parse().ok())
-}
-
 #[tokio::test]
 async fn metrics_count_appends_commits_streams_bytes_and_responses() {
     let app = spawn_app().await;

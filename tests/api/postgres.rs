@@ -577,6 +577,21 @@ async fn group_commit_and_keys_work_across_instances() {
         assert!(ids.insert(record["id"].as_i64().expect("an id")));
     }
     assert_eq!(ids, (1..=300).collect::<HashSet<i64>>());
+    // Committed in groups, not one by one.
+    let mut groups = 0.0;
+    for app in &instances {
+        let text = app
+            .client
+            .get(app.url("/metrics"))
+            .send()
+            .await
+            .expect("answered")
+            .text()
+            .await
+            .expect("the metrics");
+        groups += metric(&text, "factlog_commit_group_facts_count").expect("the group count");
+    }
+    assert!(groups < 300.0, "300 facts took {groups} commits");
 
     let mut same_key = Vec::new();
     for n in 0..30 {
