@@ -222,6 +222,18 @@ pub struct FramePage {
     pub count: i64,
 }
 
+impl FramePage {
+    /// A page from what the database rendered: the frames (`None` for no facts), the last
+    /// id and the count.
+    fn new(frames: Option<String>, last_id: i64, count: i64) -> Self {
+        Self {
+            frames: Bytes::from(frames.unwrap_or_default().into_bytes()),
+            last_id,
+            count,
+        }
+    }
+}
+
 /// `url` with its password, if any, replaced by `***`: database URLs go to logs and error
 /// messages.
 pub fn redact(url: &str) -> String {

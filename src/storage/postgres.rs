@@ -28,7 +28,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use bytes::Bytes;
 use factlog_postgres as queries;
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgListener, PgPool, PgPoolOptions};
 use sqlx::{ConnectOptions as _, Connection as _};
@@ -205,11 +204,7 @@ impl Reader {
         names: Option<&str>,
     ) -> Result<FramePage, AppError> {
         let page = queries::read_frames(&self.pool, after, names, rows).await?;
-        Ok(FramePage {
-            frames: Bytes::from(page.frames.unwrap_or_default().into_bytes()),
-            last_id: page.last_id,
-            count: page.count,
-        })
+        Ok(FramePage::new(page.frames, page.last_id, page.count))
     }
 
     pub(super) async fn read_before(

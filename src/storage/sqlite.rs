@@ -10,7 +10,6 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use bytes::Bytes;
 use chrono::{SecondsFormat, Utc};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
@@ -151,11 +150,7 @@ impl Reader {
         )
         .fetch_one(&self.pool)
         .await?;
-        Ok(FramePage {
-            frames: Bytes::from(page.frames.unwrap_or_default().into_bytes()),
-            last_id: page.last_id,
-            count: page.count,
-        })
+        Ok(FramePage::new(page.frames, page.last_id, page.count))
     }
 
     /// Up to `limit` facts with an id smaller than `before`, newest first.
