@@ -117,8 +117,10 @@ pub(super) async fn open(url: &str, sync: SyncLevel) -> anyhow::Result<Opened> {
         conn: None,
         wake: Arc::clone(&wake),
     };
+    // Two: a listener that lost its connection makes a new one while the old one is
+    // still being closed.
     let listen = PgPoolOptions::new()
-        .max_connections(1)
+        .max_connections(2)
         .acquire_timeout(WAIT_TIMEOUT)
         .connect_lazy_with(reading.application_name("factlog follower"));
 
