@@ -543,6 +543,16 @@ async fn workers_publish_through_sql() {
     assert_eq!(events[1].event.as_deref(), Some("deploy"));
     assert_eq!(deploys_on_b.take(1).await[0].id(), 2);
     assert_eq!(b.get_json("/facts/1").await.1["fact"]["source"], "cron");
+
+    // Published inside a transaction that rolls back: never published, and no id lost.
+    let mut undone = worker.begin().await.expect("a transaction");
+    publish_sql(&mut undone, r#"{"undone": true}"#, None, None)
+        .await
+        .expect("published, then rolled back");
+    undone.rollback().await.expect("rolled back");
+    assert_eq!(b.append(&json!({"after": "rollback"})).await, 3);
+    let next = on_a.next_event().await.expect("the next fact");
+    assert_eq!((next.id(), next.json()), (3, json!({"after": "rollback"})));
 }
 
 /// Group commit and idempotency keys across instances: many concurrent POSTs spread over
