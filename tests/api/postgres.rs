@@ -465,6 +465,53 @@ async fn a_database_restart_loses_nothing() {
     assert_eq!(table_ids(&mut conn).await, [1, 2]);
 }
 
+/// Managed PostgreSQL services want TLS: factlog reaches the database over TLS and checks
+/// its certificate (`sslmode=verify-full`), and refuses to start when it cannot trust it.
+#[tokio::test]
+async fn the_database_is_reached_over_verified_tls() {
+    let Some(db) = pg::tls_database("the_database_is_reached_over_verified_tls") else {
+        return;
+    };
+    let app = instance(&db).await;
+    let mut stream = app.events("", None).await;
+    assert_eq!(app.append(&json!({"over": "tls"})).await, 1);
+    assert_eq!(stream.take(1).await[0].id(), 1);
+
+    let mut admin = db.connect().await;
+    let connections: Vec<(String, bool)> = sqlx::query_as(
+        "SELECT a.application_name, s.ssl FROM pg_stat_activity a JOIN pg_stat_ssl s USING (pid)
+         WHERE a.application_name LIKE 'factlog%'",
+    )
+    .fetch_all(&mut admin)
+    .await
+    .expect("pg_stat_ssl");
+    let names: HashSet<&str> = connections.iter().map(|(name, _)| name.as_str()).collect();
+    assert_eq!(
+        names,
+        HashSet::from(["factlog", "factlog writer", "factlog follower"])
+    );
+    assert!(connections.iter().all(|(_, ssl)| *ssl), "{connections:?}");
+
+    // Without the CA the certificate is not trusted: a one-line refusal, not a start.
+    let untrusted = db
+        .url
+        .split("&sslrootcert=")
+        .next()
+        .expect("a URL")
+        .to_owned();
+    let refused = factlog::App::build(factlog::Config::new(
+        "127.0.0.1:0".parse().expect("an address"),
+        untrusted,
+    ))
+    .await
+    .err()
+    .expect("refused");
+    assert!(
+        format!("{refused:#}").contains("certificate"),
+        "{refused:#}"
+    );
+}
+
 /// A background program publishes with `factlog_publish`: same checks, same idempotency
 /// keys as `POST /facts`, and its facts reach every stream on every instance.
 #[tokio::test]

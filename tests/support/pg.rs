@@ -33,8 +33,18 @@ enum Cleanup {
         bin: PathBuf,
         dir: TempDir,
         as_postgres: bool,
-        fsync: bool,
+        options: ClusterOptions,
     },
+}
+
+/// How a throwaway cluster runs.
+#[derive(Clone, Copy)]
+struct ClusterOptions {
+    /// Sync commits to disk.
+    fsync: bool,
+    /// Listen on this TCP port of 127.0.0.1 with TLS (a certificate from a CA of its own),
+    /// rather than on a socket in its directory only.
+    tls_port: Option<u16>,
 }
 
 /// A new, empty database, or `None` (after saying so) when no PostgreSQL can be had. A
@@ -50,13 +60,49 @@ pub fn durable_database(test: &str) -> Option<PgDatabase> {
     database_with(test, true)
 }
 
+/// A database on a throwaway cluster that speaks only TLS, over TCP, with a certificate
+/// signed by a CA of its own; its URL asks for `sslmode=verify-full` with that CA. `None`
+/// (after saying so) when no cluster of our own can be had: a server of
+/// `FACTLOG_TEST_POSTGRES_URL` is not ours to configure.
+pub fn tls_database(test: &str) -> Option<PgDatabase> {
+    if std::env::var_os("FACTLOG_TEST_POSTGRES_URL").is_some() {
+        eprintln!("SKIPPED {test}: needs a throwaway cluster, not FACTLOG_TEST_POSTGRES_URL");
+        return None;
+    }
+    let Some(bin) = server_programs() else {
+        return unavailable(test);
+    };
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    Some(throwaway_cluster(
+        bin,
+        ClusterOptions {
+            fsync: false,
+            tls_port: Some(port),
+        },
+    ))
+}
+
 fn database_with(test: &str, fsync: bool) -> Option<PgDatabase> {
     if let Ok(admin_url) = std::env::var("FACTLOG_TEST_POSTGRES_URL") {
         return Some(on_server(admin_url));
     }
-    if let Some(bin) = server_programs() {
-        return Some(throwaway_cluster(bin, fsync));
+    match server_programs() {
+        Some(bin) => Some(throwaway_cluster(
+            bin,
+            ClusterOptions {
+                fsync,
+                tls_port: None,
+            },
+        )),
+        None => unavailable(test),
     }
+}
+
+/// Says that `test` cannot run; a failure under `FACTLOG_REQUIRE_POSTGRES=1`.
+fn unavailable(test: &str) -> Option<PgDatabase> {
     let why = "no PostgreSQL: set FACTLOG_TEST_POSTGRES_URL, or install Debian's postgresql \
                for a throwaway cluster";
     if std::env::var_os("FACTLOG_REQUIRE_POSTGRES").is_some_and(|v| v == "1") {
@@ -119,10 +165,10 @@ impl PgDatabase {
             bin,
             dir,
             as_postgres,
-            fsync,
+            options,
         } = &self.cleanup
         {
-            start_cluster(bin, *as_postgres, dir.path(), *fsync);
+            start_cluster(bin, *as_postgres, dir.path(), *options);
         }
     }
 
@@ -169,7 +215,7 @@ fn on_server(admin_url: String) -> PgDatabase {
     }
 }
 
-fn throwaway_cluster(bin: PathBuf, fsync: bool) -> PgDatabase {
+fn throwaway_cluster(bin: PathBuf, options: ClusterOptions) -> PgDatabase {
     let dir = TempDir::new().expect("a temporary directory");
     // initdb and the server refuse to run as root; Debian's package made `postgres`.
     let as_postgres = is_root();
@@ -196,28 +242,92 @@ fn throwaway_cluster(bin: PathBuf, fsync: bool) -> PgDatabase {
             "--no-sync".as_ref(),
         ],
     );
-    start_cluster(&bin, as_postgres, dir.path(), fsync);
-    PgDatabase {
-        url: format!(
+    let url = match options.tls_port {
+        Some(port) => {
+            make_certificates(dir.path(), &data, as_postgres);
+            format!(
+                "postgres://postgres@localhost:{port}/factlog?sslmode=verify-full&sslrootcert={}",
+                dir.path().join("ca.crt").display()
+            )
+        }
+        None => format!(
             "postgres://postgres@localhost/factlog?host={}",
             dir.path().display()
         ),
+    };
+    start_cluster(&bin, as_postgres, dir.path(), options);
+    PgDatabase {
+        url,
         cleanup: Cleanup::Cluster {
             bin,
             dir,
             as_postgres,
-            fsync,
+            options,
         },
     }
 }
 
+/// A CA in `dir` and a certificate it signs for localhost, installed as the server's in
+/// `data`.
+fn make_certificates(dir: &Path, data: &Path, as_postgres: bool) {
+    // Arguments split at spaces: none of them holds one.
+    let openssl = |args: &str| {
+        let output = Command::new("openssl")
+            .args(args.split_whitespace())
+            .current_dir(dir)
+            .output()
+            .expect("openssl runs (apt-get install openssl)");
+        assert!(
+            output.status.success(),
+            "openssl {args}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    };
+    std::fs::write(
+        dir.join("san.cnf"),
+        "subjectAltName=DNS:localhost,IP:127.0.0.1\n",
+    )
+    .expect("written");
+    let (key, crt) = (data.join("server.key"), data.join("server.crt"));
+    let (key, crt) = (key.to_str().expect("UTF-8"), crt.to_str().expect("UTF-8"));
+    openssl(
+        "req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=factlog-test-CA -keyout ca.key -out ca.crt",
+    );
+    openssl(&format!(
+        "req -newkey rsa:2048 -nodes -subj /CN=localhost -keyout {key} -out server.csr"
+    ));
+    openssl(&format!(
+        "x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 2 -extfile san.cnf -out {crt}"
+    ));
+    // The server wants its key private to it.
+    for path in [key, crt] {
+        if as_postgres {
+            let status = Command::new("chown")
+                .args(["postgres", path])
+                .status()
+                .expect("chown runs");
+            assert!(status.success(), "chown to postgres");
+        }
+    }
+    let status = Command::new("chmod")
+        .args(["600", key])
+        .status()
+        .expect("chmod runs");
+    assert!(status.success(), "chmod 600");
+}
+
 /// Starts the cluster in `dir`, and waits until it accepts connections.
-fn start_cluster(bin: &Path, as_postgres: bool, dir: &Path, fsync: bool) {
-    // No TCP: a socket in the directory only, so tests never fight over a port.
+fn start_cluster(bin: &Path, as_postgres: bool, dir: &Path, options: ClusterOptions) {
+    // Without TLS no TCP: a socket in the directory only, so tests never fight over a
+    // port.
+    let listen = match options.tls_port {
+        Some(port) => format!("-c listen_addresses=127.0.0.1 -p {port} -c ssl=on"),
+        None => "-c listen_addresses=''".to_owned(),
+    };
     let options = format!(
-        "-k {} -c listen_addresses='' -c fsync={} -c max_connections=200",
+        "-k {} {listen} -c fsync={} -c max_connections=200",
         dir.display(),
-        if fsync { "on" } else { "off" }
+        if options.fsync { "on" } else { "off" }
     );
     run(
         bin,
