@@ -209,7 +209,8 @@ impl<'a> Bench<'a> {
             self.clean_scratch();
 
             for (i, &count) in args.instances.iter().enumerate() {
-                let url = db.url_of(&format!("load_{}_{count}", self.next_run()));
+                let name = format!("load_{}_{count}", self.next_run());
+                let url = db.url_of(&name);
                 let servers = (0..count)
                     .map(|_| Running::start_factlog(&url, &flags))
                     .collect::<anyhow::Result<Vec<_>>>()?;
@@ -217,6 +218,7 @@ impl<'a> Bench<'a> {
                 for server in servers {
                     server.stop();
                 }
+                db.drop_database(&name);
                 let name = format!("postgres, {count}");
                 record(&mut results, i + 1, &name, round, "instances", metrics?);
             }

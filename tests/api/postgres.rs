@@ -189,7 +189,8 @@ async fn ids_follow_commit_order() {
         );
         let waiting: i64 = sqlx::query_scalar(
             "SELECT count(*) FROM pg_stat_activity
-             WHERE application_name = 'factlog writer' AND wait_event_type = 'Lock'",
+             WHERE datname = current_database()
+               AND application_name = 'factlog writer' AND wait_event_type = 'Lock'",
         )
         .fetch_one(&mut observer)
         .await
@@ -387,12 +388,14 @@ async fn killed_connections_lose_nothing() {
     assert_eq!(on_b.take(1).await[0].id(), 1);
 
     let mut admin = db.connect().await;
+    // This test's database only: a server of FACTLOG_TEST_POSTGRES_URL serves others.
     let followers = "SELECT count(*) FROM pg_stat_activity
-                     WHERE application_name = 'factlog follower'";
+                     WHERE datname = current_database() AND application_name = 'factlog follower'";
     until_count(&mut admin, followers, 2).await;
     let killed: Vec<i32> = sqlx::query_scalar(
         "WITH followers AS MATERIALIZED (
-             SELECT pid FROM pg_stat_activity WHERE application_name = 'factlog follower'
+             SELECT pid FROM pg_stat_activity
+             WHERE datname = current_database() AND application_name = 'factlog follower'
          )
          SELECT pid FROM followers WHERE pg_terminate_backend(pid)",
     )
@@ -423,7 +426,8 @@ async fn killed_connections_lose_nothing() {
     // Every other connection of both instances, killed.
     sqlx::query(
         "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
-         WHERE application_name IN ('factlog', 'factlog writer')",
+         WHERE datname = current_database()
+           AND application_name IN ('factlog', 'factlog writer')",
     )
     .execute(&mut admin)
     .await
@@ -480,7 +484,7 @@ async fn the_database_is_reached_over_verified_tls() {
     let mut admin = db.connect().await;
     let connections: Vec<(String, bool)> = sqlx::query_as(
         "SELECT a.application_name, s.ssl FROM pg_stat_activity a JOIN pg_stat_ssl s USING (pid)
-         WHERE a.application_name LIKE 'factlog%'",
+         WHERE a.datname = current_database() AND a.application_name LIKE 'factlog%'",
     )
     .fetch_all(&mut admin)
     .await

@@ -120,6 +120,18 @@ impl PgDatabase {
         url.to_string()
     }
 
+    /// Drops the database `name` (one [`Self::url_of`] named) if it can, so that a server
+    /// of `FACTLOG_TEST_POSTGRES_URL` is not left with it; a throwaway cluster goes whole.
+    pub fn drop_database(&self, name: &str) {
+        let drop = format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)");
+        // A throwaway cluster's own database may not exist: nothing to drop there.
+        if let Err(err) = admin(&self.url, &drop) {
+            if matches!(self.cleanup, Cleanup::Drop { .. }) {
+                eprintln!("could not drop the database {name}: {err}");
+            }
+        }
+    }
+
     /// The process id of the throwaway cluster's server, for its CPU time; `None` for a
     /// server of `FACTLOG_TEST_POSTGRES_URL`.
     pub fn server_pid(&self) -> Option<u32> {
@@ -197,22 +209,35 @@ fn server_programs() -> Option<PathBuf> {
 
 fn on_server(admin_url: String) -> PgDatabase {
     let name = format!("factlog_test_{}", uuid::Uuid::new_v4().simple());
-    let runtime = tokio::runtime::Runtime::new().expect("a runtime");
-    runtime.block_on(async {
-        let mut admin = sqlx::PgConnection::connect(&admin_url)
-            .await
-            .expect("FACTLOG_TEST_POSTGRES_URL answers");
-        sqlx::raw_sql(&format!("CREATE DATABASE {name}"))
-            .execute(&mut admin)
-            .await
-            .expect("the test may create databases");
-    });
+    let create = format!("CREATE DATABASE {name}");
+    admin(&admin_url, &create).expect("the role of FACTLOG_TEST_POSTGRES_URL creates databases");
     let mut url = url::Url::parse(&admin_url).expect("FACTLOG_TEST_POSTGRES_URL is a URL");
     url.set_path(&name);
     PgDatabase {
         url: url.to_string(),
         cleanup: Cleanup::Drop { admin_url, name },
     }
+}
+
+/// Runs one statement on the server of `admin_url`, from a thread and a runtime of its
+/// own: callers may be inside a test's runtime, where blocking on another is refused.
+fn admin(admin_url: &str, statement: &str) -> Result<(), String> {
+    let (admin_url, statement) = (admin_url.to_owned(), statement.to_owned());
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
+        runtime.block_on(async {
+            let mut conn = sqlx::PgConnection::connect(&admin_url)
+                .await
+                .map_err(|e| format!("cannot connect to {admin_url}: {e}"))?;
+            sqlx::raw_sql(&statement)
+                .execute(&mut conn)
+                .await
+                .map_err(|e| format!("{statement}: {e}"))?;
+            Ok(())
+        })
+    })
+    .join()
+    .unwrap_or_else(|_| Err("the admin thread panicked".into()))
 }
 
 fn throwaway_cluster(bin: PathBuf, options: ClusterOptions) -> PgDatabase {
@@ -393,20 +418,9 @@ impl Drop for PgDatabase {
     fn drop(&mut self) {
         match &self.cleanup {
             Cleanup::Drop { admin_url, name } => {
-                let (admin_url, dropping) = (admin_url.clone(), name.clone());
-                // A thread of its own: this may run inside a test's runtime.
-                let dropped = std::thread::spawn(move || {
-                    let runtime = tokio::runtime::Runtime::new().expect("a runtime");
-                    runtime.block_on(async {
-                        let mut admin = sqlx::PgConnection::connect(&admin_url).await?;
-                        sqlx::raw_sql(&format!("DROP DATABASE IF EXISTS {dropping} WITH (FORCE)"))
-                            .execute(&mut admin)
-                            .await
-                    })
-                })
-                .join();
-                if !matches!(dropped, Ok(Ok(_))) {
-                    eprintln!("could not drop the test database {name}");
+                let drop = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
+                if let Err(err) = admin(admin_url, &drop) {
+                    eprintln!("could not drop the test database {name}: {err}");
                 }
             }
             Cleanup::Cluster {
