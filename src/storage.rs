@@ -1,5 +1,7 @@
-//! The only module that names SQL. It opens and migrates the database, reads the log for
-//! the API and the streams, and hands the writer what it appends with.
+//! The only module that names SQL (with the `factlog-postgres` crate, which holds
+//! PostgreSQL's checked queries for the reason given there). It opens and migrates the
+//! database, reads the log for the API and the streams, and hands the writer what it
+//! appends with.
 //!
 //! Two engines stand behind one narrow boundary (append a group, read after an id, the
 //! newest id, an idempotency lookup), so the HTTP layer never knows which it talks to:
