@@ -270,16 +270,16 @@ async fn post_until_acknowledged(client: &reqwest::Client, base: &str, key: &str
 
 /// Three instances (real processes) on one database; publishers post to all of them and
 /// a worker publishes through SQL; subscribers follow every instance, from the start and
-/// live only; one instance restarts midway. Every subscriber sees the same strictly
-/// increasing, gap-free sequence, equal to the table.
+/// live only; one instance restarts midway, another is killed and restarted. Every
+/// subscriber sees the same strictly increasing, gap-free sequence, equal to the table.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn instances_share_one_gap_free_sequence() {
     let Some(db) = pg::database("instances_share_one_gap_free_sequence") else {
         return;
     };
     const PUBLISHERS_PER_INSTANCE: usize = 2;
-    const FACTS_PER_PUBLISHER: usize = 60;
-    const WORKER_FACTS: usize = 60;
+    const FACTS_PER_PUBLISHER: usize = 100;
+    const WORKER_FACTS: usize = 100;
     let total = (3 * PUBLISHERS_PER_INSTANCE * FACTS_PER_PUBLISHER + WORKER_FACTS) as i64;
 
     let mut processes: Vec<Process> = (0..3)
@@ -335,25 +335,30 @@ async fn instances_share_one_gap_free_sequence() {
         }
     }));
 
-    // Midway, instance 1 stops and starts again on the same address.
+    // A third of the way, instance 1 stops (SIGTERM) and starts again on the same address;
+    // two thirds of the way, instance 2 is killed (SIGKILL) and started again.
     let mut observer = db.connect().await;
-    until_count(
-        &mut observer,
-        &format!("SELECT least(count(*), {}) FROM facts", total / 3),
-        total / 3,
-    )
-    .await;
-    let stopping = processes.remove(1);
-    let addr = stopping.addr.to_string();
-    let url = db.url.clone();
-    let restarted = tokio::task::spawn_blocking(move || {
-        stopping.signal("TERM");
-        assert!(stopping.wait(WAIT), "instance 1 stops cleanly");
-        Process::spawn(factlog_command_url(&url, &addr, &[]))
-    })
-    .await
-    .expect("instance 1 restarts");
-    processes.push(restarted);
+    for (nth, signal) in [(1, "TERM"), (2, "KILL")] {
+        let after = total * nth / 3;
+        until_count(
+            &mut observer,
+            &format!("SELECT least(count(*), {after}) FROM facts"),
+            after,
+        )
+        .await;
+        let stopping = processes.remove(nth as usize);
+        let addr = stopping.addr.to_string();
+        let url = db.url.clone();
+        let restarted = tokio::task::spawn_blocking(move || {
+            stopping.signal(signal);
+            let clean = stopping.wait(WAIT);
+            assert!(clean || signal == "KILL", "instance {nth} stops cleanly");
+            Process::spawn(factlog_command_url(&url, &addr, &[]))
+        })
+        .await
+        .expect("the instance restarts");
+        processes.insert(nth as usize, restarted);
+    }
 
     for publisher in publishers {
         publisher.await.expect("a publisher");
