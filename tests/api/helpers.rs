@@ -119,6 +119,17 @@ impl TestApp {
             .expect("the POST is answered")
     }
 
+    /// POST a JSON body to `path` with an `Idempotency-Key`.
+    pub async fn post_with_key(&self, path: &str, key: &str, fact: &Value) -> reqwest::Response {
+        self.client
+            .post(self.url(path))
+            .header("idempotency-key", key)
+            .json(fact)
+            .send()
+            .await
+            .expect("the POST is answered")
+    }
+
     /// POST raw bytes with a content type.
     pub async fn post_raw(
         &self,

@@ -554,28 +554,18 @@ async fn bad_event_names_are_refused_with_400() {
 // Idempotency-Key
 // ---------------------------------------------------------------------------------------
 
-async fn post_with_key(app: &TestApp, key: &str, fact: &Value) -> reqwest::Response {
-    app.client
-        .post(app.url("/facts"))
-        .header("idempotency-key", key)
-        .json(fact)
-        .send()
-        .await
-        .expect("the POST is answered")
-}
-
 #[tokio::test]
 async fn a_retry_with_the_same_idempotency_key_answers_200_with_the_first_record() {
     let app = spawn_app().await;
     let fact = json!({"order": 42});
 
-    let first = post_with_key(&app, "order-42", &fact).await;
+    let first = app.post_with_key("/facts", "order-42", &fact).await;
     assert_eq!(first.status(), 201);
     let first: Value = first.json().await.expect("a JSON record");
     let state = log_state(&app).await;
 
     for _ in 0..3 {
-        let retry = post_with_key(&app, "order-42", &fact).await;
+        let retry = app.post_with_key("/facts", "order-42", &fact).await;
         assert_eq!(retry.status(), 200, "a retry is not a creation");
         let retry: Value = retry.json().await.expect("a JSON record");
         assert_eq!(retry, first, "the retry answers the very same record");
@@ -609,7 +599,7 @@ async fn different_idempotency_keys_each_append() {
     let fact = json!({"same": "body"});
     let mut ids = Vec::new();
     for key in ["key-a", "key-b", "key-c"] {
-        let response = post_with_key(&app, key, &fact).await;
+        let response = app.post_with_key("/facts", key, &fact).await;
         assert_eq!(response.status(), 201, "{key} is new");
         let record: Value = response.json().await.expect("a JSON record");
         ids.push(record["id"].as_i64().expect("an id"));
@@ -628,7 +618,9 @@ async fn a_key_retried_with_a_different_body_still_answers_the_first_record() {
     // the answer is 200 with the record the first POST created. The new body is ignored,
     // not compared and not refused.
     let app = spawn_app().await;
-    let first = post_with_key(&app, "same-key", &json!({"version": 1})).await;
+    let first = app
+        .post_with_key("/facts", "same-key", &json!({"version": 1}))
+        .await;
     assert_eq!(first.status(), 201);
     let first: Value = first.json().await.expect("a JSON record");
 
@@ -673,10 +665,10 @@ async fn invalid_idempotency_keys_are_refused_with_400_and_nothing_is_written() 
     }
     // The longest valid key, and every visible ASCII character, are accepted.
     let longest = "k".repeat(200);
-    let response = post_with_key(&app, &longest, &json!(1)).await;
+    let response = app.post_with_key("/facts", &longest, &json!(1)).await;
     assert_eq!(response.status(), 201, "a key of 200 characters");
     let visible: String = (b'!'..=b'~').map(char::from).collect();
-    let response = post_with_key(&app, &visible, &json!(2)).await;
+    let response = app.post_with_key("/facts", &visible, &json!(2)).await;
     assert_eq!(response.status(), 201, "a key of every visible character");
 }
 
@@ -686,7 +678,7 @@ async fn concurrent_posts_with_the_same_key_append_exactly_one_fact() {
     let fact = json!({"payment": "p-1"});
 
     let answers = join_all((0..32).map(|_| async {
-        let response = post_with_key(&app, "payment-p-1", &fact).await;
+        let response = app.post_with_key("/facts", "payment-p-1", &fact).await;
         let status = response.status().as_u16();
         let record: Value = response.json().await.expect("a JSON record");
         (status, record)

@@ -82,16 +82,13 @@ async fn the_contract_holds_on_postgres() {
         app.append_at("/facts?event=deploy", &json!({"n": 2})).await,
         2
     );
-    let keyed = |body: Value| {
-        app.client
-            .post(app.url("/facts"))
-            .header("idempotency-key", "retry-me")
-            .json(&body)
-            .send()
-    };
-    let first = keyed(json!({"n": 3})).await.expect("answered");
+    let first = app
+        .post_with_key("/facts", "retry-me", &json!({"n": 3}))
+        .await;
     assert_eq!(first.status(), 201);
-    let again = keyed(json!({"n": 3})).await.expect("answered");
+    let again = app
+        .post_with_key("/facts", "retry-me", &json!({"n": 3}))
+        .await;
     assert_eq!(again.status(), 200);
     let again: Value = again.json().await.expect("a record");
     assert_eq!(
@@ -555,13 +552,8 @@ async fn workers_publish_through_sql() {
         2
     );
     let retried = a
-        .client
-        .post(a.url("/facts?event=deploy"))
-        .header("idempotency-key", "deploy-1")
-        .json(&json!({"v": 3}))
-        .send()
-        .await
-        .expect("answered");
+        .post_with_key("/facts?event=deploy", "deploy-1", &json!({"v": 3}))
+        .await;
     assert_eq!(retried.status(), 200);
     assert_eq!(
         retried.json::<Value>().await.expect("a record")["fact"],
@@ -659,21 +651,14 @@ async fn group_commit_and_keys_work_across_instances() {
     }
     assert!(groups < 300.0, "300 facts took {groups} commits");
 
-    let mut same_key = Vec::new();
-    for n in 0..30 {
-        let app = &instances[n % 3];
-        same_key.push(
-            app.client
-                .post(app.url("/facts"))
-                .header("idempotency-key", "only-once")
-                .json(&json!({"n": n}))
-                .send(),
-        );
-    }
+    let bodies: Vec<Value> = (0..30).map(|n| json!({"n": n})).collect();
+    let same_key = bodies
+        .iter()
+        .enumerate()
+        .map(|(n, body)| instances[n % 3].post_with_key("/facts", "only-once", body));
     let mut created = 0;
     let mut key_ids = HashSet::new();
-    for answered in futures_util::future::join_all(same_key).await {
-        let response = answered.expect("answered");
+    for response in futures_util::future::join_all(same_key).await {
         created += usize::from(response.status() == 201);
         let record: Value = response.json().await.expect("a record");
         key_ids.insert(record["id"].as_i64().expect("an id"));
