@@ -15,7 +15,9 @@
 //! reverse proxy in front (see the README).
 
 use std::convert::Infallible;
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -23,8 +25,8 @@ use anyhow::Context as _;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use poem::{Addr, Endpoint, EndpointExt as _};
-use tokio::net::{TcpListener, TcpSocket};
-use tokio::sync::Semaphore;
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -48,6 +50,9 @@ const MAX_HEAD_BYTES: usize = 64 * 1024;
 
 /// The body type poem's responses convert into for hyper.
 type ResponseBody = http_body_util::combinators::BoxBody<bytes::Bytes, std::io::Error>;
+/// What the service gives hyper for each request.
+type ServiceFuture =
+    Pin<Box<dyn Future<Output = Result<hyper::Response<ResponseBody>, Infallible>> + Send>>;
 
 /// What every request handler can reach. Cheap to clone.
 #[derive(Clone, Debug)]
@@ -149,7 +154,6 @@ impl App {
         let config = Arc::clone(&state.config);
         // Streams watch the state's token, so they end as soon as shutdown starts.
         let streams_stop = state.shutdown.clone();
-        let routes = Arc::new(crate::routes::build(state).map_to_response());
 
         let mut http = http1::Builder::new();
         http.timer(TokioTimer::new())
@@ -158,6 +162,12 @@ impl App {
             // pieces and bounded by `--max-body-bytes` instead.
             .max_header_size(MAX_HEAD_BYTES)
             .keep_alive(true);
+        let shared = Arc::new(Shared {
+            http,
+            routes: crate::routes::build(state).map_to_response(),
+            local_addr,
+            shutdown: shutdown.clone(),
+        });
         let slots = Arc::new(Semaphore::new(config.max_connections));
         let connections = TaskTracker::new();
         loop {
@@ -191,44 +201,7 @@ impl App {
             // wake-ups), for a delay of at most one acknowledgement: a round trip, or a
             // reader's delayed ACK (up to 40 ms on Linux). Answers to requests are written
             // in one piece, so Nagle never holds them back.
-            let routes = Arc::clone(&routes);
-            let service = hyper::service::service_fn(move |req| {
-                let routes = Arc::clone(&routes);
-                async move {
-                    let req = poem::Request::from((
-                        req,
-                        poem::web::LocalAddr(Addr::SocketAddr(local_addr)),
-                        poem::web::RemoteAddr(Addr::SocketAddr(remote)),
-                        poem::http::uri::Scheme::HTTP,
-                    ));
-                    // Boxed, and so freed once the response exists: hyper keeps the
-                    // allocation of this outer future for the connection's life, which
-                    // for an event stream is long.
-                    let response = Box::pin(routes.call(req))
-                        .await
-                        .unwrap_or_else(|err| err.into_response());
-                    Ok::<_, Infallible>(hyper::Response::<ResponseBody>::from(response))
-                }
-            });
-            let connection = http.serve_connection(TokioIo::new(socket), service);
-            let stop = shutdown.clone();
-            connections.spawn(async move {
-                let _slot = slot;
-                tokio::pin!(connection);
-                let served = tokio::select! {
-                    served = connection.as_mut() => served,
-                    () = stop.cancelled() => {
-                        // Finish the request in flight (streams end on their own), then
-                        // close.
-                        connection.as_mut().graceful_shutdown();
-                        connection.await
-                    }
-                };
-                if let Err(err) = served {
-                    // Clients hanging up and header timeouts end up here: not our fault.
-                    tracing::debug!(cause = %err, %remote, "connection ended with an error");
-                }
-            });
+            connections.spawn(Arc::clone(&shared).serve(socket, remote, slot));
         }
         streams_stop.cancel();
         drop(listener);
@@ -245,7 +218,7 @@ impl App {
         // The routes held every WriterHandle; with the connections gone the writer drains
         // its queue and stops. A connection still open past the grace period may hold one
         // a moment longer, hence the bound.
-        drop(routes);
+        drop(shared);
         match tokio::time::timeout(SHUTDOWN_GRACE, writer_task).await {
             Ok(Ok(())) => {}
             Ok(Err(err)) => tracing::error!(cause = %err, "the writer task failed"),
@@ -273,4 +246,64 @@ fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     socket.set_reuseaddr(true)?;
     socket.bind(addr)?;
     socket.listen(LISTEN_BACKLOG)
+}
+
+/// What every connection's task needs, shared behind one pointer: each connection's task is
+/// kept for the connection's whole life (an event stream's included), so what it captures
+/// is paid for by every idle stream.
+struct Shared<E> {
+    http: http1::Builder,
+    routes: E,
+    local_addr: SocketAddr,
+    shutdown: CancellationToken,
+}
+
+impl<E: Endpoint<Output = poem::Response> + 'static> Shared<E> {
+    /// Serves one connection until it closes. On shutdown, the request in flight finishes
+    /// (streams end on their own), then the connection closes.
+    fn serve(
+        self: Arc<Self>,
+        socket: TcpStream,
+        remote: SocketAddr,
+        slot: OwnedSemaphorePermit,
+    ) -> impl Future<Output = ()> + Send + 'static {
+        let shared = Arc::clone(&self);
+        let service = hyper::service::service_fn(move |req| -> ServiceFuture {
+            let shared = Arc::clone(&shared);
+            // Boxed, so that what hyper keeps for the connection's life (its slot for the
+            // request's future) is a pointer; the future itself is freed once the response
+            // exists, which for an event stream is long before the end.
+            Box::pin(async move {
+                let req = poem::Request::from((
+                    req,
+                    poem::web::LocalAddr(Addr::SocketAddr(shared.local_addr)),
+                    poem::web::RemoteAddr(Addr::SocketAddr(remote)),
+                    poem::http::uri::Scheme::HTTP,
+                ));
+                let response = shared
+                    .routes
+                    .call(req)
+                    .await
+                    .unwrap_or_else(|err| err.into_response());
+                Ok(hyper::Response::<ResponseBody>::from(response))
+            })
+        });
+        let mut connection = self.http.serve_connection(TokioIo::new(socket), service);
+        // The connection is `Unpin`, so the task polls it where it was captured: pinning
+        // would move it and store it twice.
+        async move {
+            let served = tokio::select! {
+                served = &mut connection => served,
+                () = self.shutdown.cancelled() => {
+                    Pin::new(&mut connection).graceful_shutdown();
+                    (&mut connection).await
+                }
+            };
+            if let Err(err) = served {
+                // Clients hanging up and header timeouts end up here: not our fault.
+                tracing::debug!(cause = %err, "connection ended with an error");
+            }
+            drop(slot);
+        }
+    }
 }

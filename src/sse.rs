@@ -162,7 +162,7 @@ pub async fn events(req: &Request, state: Data<&AppState>) -> Result<Response, A
 
     let stream = Stream {
         storage: state.storage.clone(),
-        filter,
+        filter: filter.map(Box::new),
         cursor,
         page_rows: FIRST_PAGE,
         keep_alive: Duration::from_secs(state.config.keep_alive_secs),
@@ -181,7 +181,8 @@ pub async fn events(req: &Request, state: Data<&AppState>) -> Result<Response, A
 /// One stream's state, moved into its body.
 struct Stream {
     storage: Storage,
-    filter: Option<EventFilter>,
+    /// Boxed: most streams have none, and every byte here is kept by every idle stream.
+    filter: Option<Box<EventFilter>>,
     /// The newest id already considered (sent, or skipped by the filter).
     cursor: i64,
     /// Rows to ask for in the next replay read.
@@ -309,7 +310,7 @@ impl Stream {
 
     /// This group's frames that the stream has not sent yet, and moves the cursor past it.
     fn take_group(&mut self, group: &Batch) -> Option<Bytes> {
-        let frames = group.frames_after(self.cursor, self.filter.as_ref());
+        let frames = group.frames_after(self.cursor, self.filter.as_deref());
         self.cursor = self.cursor.max(group.last_id().unwrap_or(0));
         frames
     }
@@ -323,7 +324,7 @@ impl Stream {
         let asked = self.page_rows;
         let page = self
             .storage
-            .read_frames(self.cursor, asked, self.filter.as_ref())
+            .read_frames(self.cursor, asked, self.filter.as_deref())
             .await?;
         if page.count == 0 {
             return Ok((None, false));
