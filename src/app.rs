@@ -24,7 +24,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use poem::{Addr, Endpoint, EndpointExt as _};
+use poem::{Addr, Endpoint};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
@@ -164,7 +164,7 @@ impl App {
             .keep_alive(true);
         let shared = Arc::new(Shared {
             http,
-            routes: crate::routes::build(state).map_to_response(),
+            routes: crate::routes::build(state),
             local_addr,
             shutdown: shutdown.clone(),
         });
