@@ -23,7 +23,7 @@ use crate::storage::writer::{Appended, NewFact};
 pub struct Api;
 
 /// A stored fact.
-#[derive(Debug, Object)]
+#[derive(Debug, Object, serde::Serialize)]
 struct Fact {
     /// Position in the log, and the SSE event id.
     id: i64,
@@ -51,6 +51,39 @@ impl TryFrom<FactRecord> for Fact {
             fact,
             created_at: record.created_at,
         })
+    }
+}
+
+/// One fact as a JSON response body, serialized straight from the struct: the body and
+/// its schema are `Json<Fact>`'s, but `Json` first builds a `serde_json::Value` of the
+/// whole object, cloning the fact into it, on every POST.
+#[derive(Debug)]
+struct FactJson(Fact);
+
+impl Payload for FactJson {
+    const CONTENT_TYPE: &'static str = <Json<Fact> as Payload>::CONTENT_TYPE;
+
+    fn check_content_type(content_type: &str) -> bool {
+        Json::<Fact>::check_content_type(content_type)
+    }
+
+    fn schema_ref() -> MetaSchemaRef {
+        Fact::schema_ref()
+    }
+
+    fn register(registry: &mut Registry) {
+        Fact::register(registry);
+    }
+}
+
+impl poem::IntoResponse for FactJson {
+    fn into_response(self) -> poem::Response {
+        match serde_json::to_vec(&self.0) {
+            Ok(body) => poem::Response::builder()
+                .content_type(Self::CONTENT_TYPE)
+                .body(body),
+            Err(err) => poem::error::ResponseError::as_response(&AppError::Internal(err.into())),
+        }
     }
 }
 
@@ -168,11 +201,11 @@ enum FactBody {
 enum PostResponse {
     /// The fact was appended and is on disk.
     #[oai(status = 201)]
-    Created(Json<Fact>, #[oai(header = "Location")] String),
+    Created(FactJson, #[oai(header = "Location")] String),
     /// The idempotency key was seen before: nothing was appended; this is the record the
     /// first POST created.
     #[oai(status = 200)]
-    AlreadyAppended(Json<Fact>),
+    AlreadyAppended(FactJson),
 }
 
 /// The answer to `GET /facts/{id}`.
@@ -180,7 +213,7 @@ enum PostResponse {
 enum GetResponse {
     /// The fact.
     #[oai(status = 200)]
-    Found(Json<Fact>),
+    Found(FactJson),
 }
 
 #[OpenApi]
@@ -291,7 +324,7 @@ impl Api {
             .get(id.0)
             .await?
             .ok_or(AppError::NotFound(id.0))?;
-        Ok(GetResponse::Found(Json(record.try_into()?)))
+        Ok(GetResponse::Found(FactJson(record.try_into()?)))
     }
 
     /// The live page (`GET /`). It lives here because the API is nested at the root.
@@ -341,9 +374,9 @@ async fn append_fact(
                 fact,
                 created_at: record.created_at,
             };
-            PostResponse::Created(Json(created), location)
+            PostResponse::Created(FactJson(created), location)
         }
-        Appended::Existing(record) => PostResponse::AlreadyAppended(Json(record.try_into()?)),
+        Appended::Existing(record) => PostResponse::AlreadyAppended(FactJson(record.try_into()?)),
     })
 }
 
