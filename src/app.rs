@@ -34,6 +34,7 @@ use tokio_util::task::TaskTracker;
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::notifier::Notifier;
+use crate::shutdown::Shutdown;
 use crate::storage::writer::{self, WriterHandle};
 use crate::storage::{Opened, Storage, redact};
 
@@ -152,8 +153,10 @@ impl App {
         } = self;
         let storage = state.storage.clone();
         let config = Arc::clone(&state.config);
-        // Streams watch the state's token, so they end as soon as shutdown starts.
+        // Streams end as soon as shutdown starts: live ones when the notifier closes,
+        // replaying ones when they see the state's token.
         let streams_stop = state.shutdown.clone();
+        let notifier = Arc::clone(&state.notifier);
 
         let mut http = http1::Builder::new();
         http.timer(TokioTimer::new())
@@ -204,6 +207,7 @@ impl App {
             connections.spawn(Arc::clone(&shared).serve(socket, remote, slot));
         }
         streams_stop.cancel();
+        notifier.close();
         drop(listener);
         connections.close();
         if tokio::time::timeout(SHUTDOWN_GRACE, connections.wait())
@@ -292,9 +296,10 @@ impl<E: Endpoint<Output = poem::Response> + 'static> Shared<E> {
         // The connection is `Unpin`, so the task polls it where it was captured: pinning
         // would move it and store it twice.
         async move {
+            let shutdown = Shutdown::new(&self.shutdown);
             let served = tokio::select! {
                 served = &mut connection => served,
-                () = self.shutdown.cancelled() => {
+                () = shutdown => {
                     Pin::new(&mut connection).graceful_shutdown();
                     (&mut connection).await
                 }

@@ -32,6 +32,7 @@ pub mod error;
 pub mod metrics;
 pub mod notifier;
 pub mod routes;
+pub mod shutdown;
 pub mod sse;
 pub mod storage;
 pub mod telemetry;

@@ -96,10 +96,10 @@ impl Batch {
 /// The fan-out, the newest id and the open-stream count. Shared as `Arc<Notifier>`.
 #[derive(Debug)]
 pub struct Notifier {
-    sender: broadcast::Sender<Arc<Batch>>,
-    /// Held while publishing, so that the check against `newest_id` and the broadcast are
-    /// one step for each publisher.
-    publishing: Mutex<()>,
+    /// The fan-out; `None` once closed for shutdown. The lock is held while publishing, so
+    /// that the check against `newest_id` and the broadcast are one step for each
+    /// publisher.
+    sender: Mutex<Option<broadcast::Sender<Arc<Batch>>>>,
     newest_id: AtomicI64,
     open_streams: AtomicUsize,
     max_streams: usize,
@@ -111,8 +111,7 @@ impl Notifier {
     pub fn new(newest_id: i64, max_streams: usize) -> Arc<Self> {
         let (sender, _) = broadcast::channel(BUFFERED_BATCHES);
         Arc::new(Self {
-            sender,
-            publishing: Mutex::new(()),
+            sender: Mutex::new(Some(sender)),
             newest_id: AtomicI64::new(newest_id),
             open_streams: AtomicUsize::new(0),
             max_streams,
@@ -138,10 +137,7 @@ impl Notifier {
     fn publish_from(&self, records: &[FactRecord], only_next: bool) -> bool {
         // Nothing inside can panic halfway through an update, so a poisoned lock guards
         // nothing broken.
-        let _publishing = self
-            .publishing
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
+        let sender = self.sender.lock().unwrap_or_else(PoisonError::into_inner);
         let newest = self.newest_id.load(Ordering::Acquire);
         let fresh = &records[records.partition_point(|r| r.id <= newest)..];
         let Some(first) = fresh.first() else {
@@ -155,16 +151,30 @@ impl Notifier {
             // Raise the newest id before the broadcast: a stream never sends an id that
             // `/status` or the reset check would call "beyond the newest".
             self.newest_id.store(last, Ordering::Release);
-            // An error only means no stream is listening right now.
-            let _ = self.sender.send(Arc::new(batch));
+            // An error only means no stream is listening right now; `None`, that the
+            // server is stopping and the streams have ended.
+            if let Some(sender) = sender.as_ref() {
+                let _ = sender.send(Arc::new(batch));
+            }
         }
         true
     }
 
-    /// Starts listening. Subscribe before reading the backlog, so that nothing committed
-    /// in between is missed.
-    pub fn subscribe(&self) -> broadcast::Receiver<Arc<Batch>> {
-        self.sender.subscribe()
+    /// Starts listening; `None` once the notifier is closed. Subscribe before reading the
+    /// backlog, so that nothing committed in between is missed.
+    pub fn subscribe(&self) -> Option<broadcast::Receiver<Arc<Batch>>> {
+        let sender = self.sender.lock().unwrap_or_else(PoisonError::into_inner);
+        sender.as_ref().map(broadcast::Sender::subscribe)
+    }
+
+    /// Ends the fan-out, at shutdown: every stream receives what is already buffered, then
+    /// learns that the channel is closed and ends. Streams end this way rather than by each
+    /// watching a shutdown signal, which would be polled on every one of their wake-ups.
+    pub fn close(&self) {
+        self.sender
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
     }
 
     /// The newest id published, 0 for an empty log.
@@ -239,7 +249,7 @@ mod tests {
     #[test]
     fn publishing_never_repeats_or_skips_an_id() {
         let notifier = Notifier::new(2, 10);
-        let mut live = notifier.subscribe();
+        let mut live = notifier.subscribe().expect("open");
         // A gap before the group: refused.
         assert!(!notifier.publish_next(&[record(4, None)]));
         assert_eq!(notifier.newest_id(), 2);
@@ -252,6 +262,16 @@ mod tests {
         assert_eq!(ids(live.try_recv().expect("second group")), [4]);
         assert!(live.try_recv().is_err());
         assert_eq!(notifier.newest_id(), 4);
+        // Closed: what was sent is still received, then the end; no new subscriber.
+        notifier.publish(&[record(5, None)]);
+        notifier.close();
+        notifier.publish(&[record(6, None)]);
+        assert_eq!(ids(live.try_recv().expect("last group")), [5]);
+        assert!(matches!(
+            live.try_recv(),
+            Err(broadcast::error::TryRecvError::Closed)
+        ));
+        assert!(notifier.subscribe().is_none());
     }
 
     #[test]

@@ -123,7 +123,7 @@ pub async fn events(req: &Request, state: Data<&AppState>) -> Result<Response, A
         .open_stream()
         .ok_or(AppError::TooManySubscribers)?;
     // Subscribe before the first read of the database: see the module comment.
-    let live = state.notifier.subscribe();
+    let live = state.notifier.subscribe().ok_or(AppError::ShuttingDown)?;
 
     let (cursor, reset) = match start {
         StartPosition::Beginning => (0, None),
@@ -220,12 +220,10 @@ impl Stream {
             let mut last_write = Instant::now();
             let keep_alive = tokio::time::sleep(self.keep_alive);
             tokio::pin!(keep_alive);
-            // Made once: each `cancelled()` future registers with the token under a lock.
-            let stop = self.shutdown.clone().cancelled_owned();
-            tokio::pin!(stop);
             loop {
                 if replaying {
-                    // A long replay never waits on the notifier, so it checks for shutdown
+                    // Live, a stream ends when the notifier closes at shutdown (below); a
+                    // long replay never waits on the notifier, so it checks for shutdown
                     // itself.
                     if self.shutdown.is_cancelled() {
                         break;
@@ -252,7 +250,6 @@ impl Stream {
                 }
                 let wake = tokio::select! {
                     biased;
-                    () = &mut stop => Wake::Stop,
                     received = live.recv() => match received {
                         Ok(group) => Wake::Group(group),
                         Err(RecvError::Lagged(_)) => Wake::Lagged,
