@@ -410,8 +410,11 @@ impl<'a> Bench<'a> {
         let args = self.args;
         let run = self.next_run();
         // Warm up what every server allocates once (runtime, pools, first stream), then
-        // take the baseline.
-        let warm = Crowd::open(&[server.addr], run, 8, 0).await?;
+        // take the baseline. A hundred streams opened together make a pool grow to its
+        // size (factlog's read pool opens more connections, each with a thread and a page
+        // cache, only when several streams start at once); fewer left that growth to be
+        // counted as memory per stream.
+        let warm = Crowd::open(&[server.addr], run, 100, 0).await?;
         warm.catch_up(server.addr, run).await?;
         warm.close().await;
         tokio::time::sleep(Duration::from_secs(1)).await;
