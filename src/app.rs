@@ -3,8 +3,9 @@
 //! [`App::build`] opens and migrates the database, reads the newest id, starts the writer
 //! and binds, so that [`App::local_addr`] is known before serving (port 0 and the tests
 //! need it). [`App::run`] accepts connections until the shutdown token fires, then: streams
-//! end (they watch the token), connections finish the request in flight and close, the
-//! writer commits what is queued and stops, and the database is closed.
+//! end (the notifier closes; replaying ones watch the state's token), connections finish
+//! the request in flight and close, the writer commits what is queued and stops, and the
+//! database is closed.
 //!
 //! The accept loop is ours rather than `poem::Server`'s: it serves HTTP/1.1 with hyper
 //! directly, which lets it bound how long a client may take to send its request head
@@ -68,7 +69,7 @@ pub struct AppState {
     pub config: Arc<Config>,
     /// The identity of this log.
     pub log_id: Arc<str>,
-    /// Fires when the server is stopping; streams end on it.
+    /// Fires when the server is stopping; replaying streams and the follower end on it.
     pub shutdown: CancellationToken,
     /// What `GET /metrics` reports.
     pub metrics: Arc<Metrics>,
