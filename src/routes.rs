@@ -11,8 +11,8 @@
 //!
 //! The edge is one layer rather than three, over a boxed inner tree: every layer's future
 //! holds the request and the future of the layer inside it, so a deep stack makes a large
-//! per-request future that is copied as each layer starts. With five layers it was 12 KiB,
-//! and copying it took a tenth of a POST's CPU.
+//! per-request future that is copied as each layer starts. With five layers it was 12 KiB;
+//! one layer took a POST from 27.7 to 26.3 µs of server CPU in the load generator.
 //!
 //! No compression or buffering middleware: SSE frames must reach the socket as written.
 
