@@ -104,7 +104,8 @@ impl App {
         let notifier = Notifier::new(newest_id, config.max_subscribers);
         let metrics = Metrics::new();
         let (writer, writer_task) =
-            writer::spawn(appender, Arc::clone(&notifier), Arc::clone(&metrics));
+            writer::spawn(appender, Arc::clone(&notifier), Arc::clone(&metrics))
+                .context("cannot start the writer's thread")?;
         let shutdown = CancellationToken::new();
         let follow_task = follow.map(|f| f.spawn(Arc::clone(&notifier), shutdown.clone()));
 
@@ -226,7 +227,7 @@ impl App {
         drop(shared);
         match tokio::time::timeout(SHUTDOWN_GRACE, writer_task).await {
             Ok(Ok(())) => {}
-            Ok(Err(err)) => tracing::error!(cause = %err, "the writer task failed"),
+            Ok(Err(err)) => tracing::error!(cause = %err, "the writer failed"),
             Err(_) => tracing::warn!("the writer did not stop in time"),
         }
         // The follower watches the streams' token, which fired above.

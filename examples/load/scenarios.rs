@@ -984,7 +984,7 @@ async fn prefill(path: &Path, count: u64, size: usize) -> anyhow::Result<()> {
         bail!("{} is not empty", path.display());
     }
     let notifier = factlog::notifier::Notifier::new(0, 1);
-    let (handle, task) = writer::spawn(appender, notifier, factlog::metrics::Metrics::new());
+    let (handle, task) = writer::spawn(appender, notifier, factlog::metrics::Metrics::new())?;
     // Enough appenders in flight to fill the writer's largest groups.
     let appenders = 8192u64;
     let mut tasks = JoinSet::new();

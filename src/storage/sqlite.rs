@@ -1,7 +1,7 @@
 //! SQLite: the default engine, one file served by one factlog process.
 //!
 //! Two kinds of connection:
-//! - one read-write connection, owned by the writer task: nothing else writes;
+//! - one read-write connection, owned by the writer: nothing else writes;
 //! - a small pool of read-only connections for the API and the streams. In WAL mode
 //!   readers never block the writer and the writer never blocks readers.
 
