@@ -4,6 +4,9 @@
 //! Handlers turn inputs into domain types first and hold no SQL: appends go to the writer,
 //! reads to [`crate::storage::Storage`].
 
+use bytes::Bytes;
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt as _, LengthLimitError, Limited};
 use poem::http::header;
 use poem::web::Data;
 use poem::{Endpoint, EndpointExt as _, Request};
@@ -129,7 +132,7 @@ impl poem_openapi::payload::ParsePayload for JsonFact {
     const IS_REQUIRED: bool = true;
 
     async fn from_request(request: &Request, body: &mut poem::RequestBody) -> poem::Result<Self> {
-        let bytes = <Vec<u8> as poem::FromRequest>::from_request(request, body).await?;
+        let bytes = <Bytes as poem::FromRequest>::from_request(request, body).await?;
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Err(AppError::bad_request("the body is empty: send a JSON value").into());
         }
@@ -167,7 +170,7 @@ impl poem_openapi::payload::ParsePayload for FormFact {
     const IS_REQUIRED: bool = true;
 
     async fn from_request(request: &Request, body: &mut poem::RequestBody) -> poem::Result<Self> {
-        let bytes = <Vec<u8> as poem::FromRequest>::from_request(request, body).await?;
+        let bytes = <Bytes as poem::FromRequest>::from_request(request, body).await?;
         // `curl -d '{...}'` without a content type sends JSON labelled as a form; storing
         // it as a field named `{...}` would help nobody.
         if matches!(
@@ -426,14 +429,20 @@ fn publish_guard(ep: impl Endpoint + 'static) -> impl Endpoint {
         if declared.is_some_and(|n| n > limit as u64) {
             return Err(AppError::PayloadTooLarge(limit).into());
         }
-        let body = req
-            .take_body()
-            .into_bytes_limit(limit)
+        // Read with http-body's `Limited` rather than poem's `into_bytes_limit`, whose
+        // future carries a 4 KiB buffer that every layer above this one copies.
+        let body: BoxBody<Bytes, std::io::Error> = req.take_body().into();
+        let body = Limited::new(body, limit)
+            .collect()
             .await
-            .map_err(|e| match e {
-                poem::error::ReadBodyError::PayloadTooLarge => AppError::PayloadTooLarge(limit),
-                other => AppError::bad_request(format!("could not read the body: {other}")),
-            })?;
+            .map_err(|e| {
+                if e.is::<LengthLimitError>() {
+                    AppError::PayloadTooLarge(limit)
+                } else {
+                    AppError::bad_request(format!("could not read the body: {e}"))
+                }
+            })?
+            .to_bytes();
         req.set_body(body);
         ep.call(req).await
     })
