@@ -1,22 +1,20 @@
-//! `GET /metrics`: what an operator graphs and alerts on, in the Prometheus text format
-//! (OpenMetrics), through the `prometheus-client` crate.
+//! What an operator graphs and alerts on, counted where it happens and rendered in the
+//! Prometheus text format (OpenMetrics) through the `prometheus-client` crate; the HTTP
+//! layer serves it at `GET /metrics`.
 //!
-//! Everything is a plain atomic on the hot paths: a counter add per commit, per stream
-//! write and per response, a histogram observation per commit.
+//! A leaf: it imports nothing of this crate, so the writer, the streams and the HTTP edge
+//! can all count into it. Everything is a plain atomic on the hot paths: a counter add per
+//! commit, per stream write and per response, a histogram observation per commit.
 
 use std::sync::Arc;
 
-use poem::http::{StatusCode, header};
-use poem::web::Data;
-use poem::{Response, handler};
+use poem::http::StatusCode;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::{Registry, Unit};
-
-use crate::app::AppState;
 
 /// A response's status code, as a label.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -126,29 +124,14 @@ impl Metrics {
     }
 
     /// The text exposition, with the stream count as of now.
-    fn render(&self, open_streams: usize) -> Result<String, std::fmt::Error> {
+    ///
+    /// # Errors
+    /// Only if formatting fails, which writing to a `String` does not.
+    pub fn render(&self, open_streams: usize) -> Result<String, std::fmt::Error> {
         self.open_streams
             .set(i64::try_from(open_streams).unwrap_or(i64::MAX));
         let mut text = String::new();
         prometheus_client::encoding::text::encode(&mut text, &self.registry)?;
         Ok(text)
-    }
-}
-
-/// `GET /metrics`.
-#[handler]
-pub fn metrics(state: Data<&AppState>) -> Response {
-    match state.metrics.render(state.notifier.open_streams()) {
-        Ok(text) => Response::builder()
-            .content_type("application/openmetrics-text; version=1.0.0; charset=utf-8")
-            .header(header::CACHE_CONTROL, "no-store")
-            .body(text),
-        Err(err) => {
-            tracing::error!(cause = %err, "cannot render the metrics");
-            crate::error::json_error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "cannot render the metrics",
-            )
-        }
     }
 }

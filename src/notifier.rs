@@ -1,19 +1,20 @@
 //! The in-process fan-out of committed facts to open streams.
 //!
-//! After each group commit the writer hands the new records to [`Notifier::publish`],
-//! which renders every fact's SSE frame exactly once, into one buffer per group, and
-//! broadcasts that [`Batch`] to every stream. A stream that writes the whole group sends
-//! one zero-copy slice of that buffer: no per-subscriber rendering, no per-subscriber copy.
+//! After each group commit the writer hands the new records to the notifier (through
+//! [`Publish`]), which renders every fact's SSE frame exactly once, into one buffer per
+//! group, and broadcasts that [`Group`] to every stream. A stream that writes the whole
+//! group sends one zero-copy slice of that buffer: no per-subscriber rendering, no
+//! per-subscriber copy.
 //!
-//! The broadcast keeps only the last [`BUFFERED_BATCHES`] groups. A stream that falls
+//! The broadcast keeps only the last [`BUFFERED_GROUPS`] groups. A stream that falls
 //! further behind is told so by the channel (`Lagged`) and catches up from the database
-//! (see `sse.rs`): being slow never costs a reader a fact, and never costs the server more
-//! memory than this buffer. Publishing never waits for a reader.
+//! (see `http/sse/stream.rs`): being slow never costs a reader a fact, and never costs the
+//! server more memory than this buffer. Publishing never waits for a reader.
 //!
 //! The notifier is the one place that decides what this instance's streams see, in what
 //! order: it keeps the newest id published and never publishes an id at or below it, so
 //! every stream's live feed strictly increases even when two sources publish (with
-//! PostgreSQL, the writer and the follower; see `storage::postgres`).
+//! PostgreSQL, the writer and the follower; see `storage/postgres/`).
 //!
 //! It also keeps the count of open streams, with the `--max-subscribers` limit.
 
@@ -24,29 +25,31 @@ use bytes::{Bytes, BytesMut};
 use tokio::sync::broadcast;
 
 use crate::domain::{EventFilter, FactRecord};
+use crate::storage::Publish;
 
 /// How many committed groups the fan-out keeps for streams that are a little behind. The
 /// memory it holds is bounded by this many groups' frames (a group is at most the writer's
-/// batch limit).
-pub const BUFFERED_BATCHES: usize = 1024;
+/// limit).
+pub const BUFFERED_GROUPS: usize = 1024;
 
 /// One committed group's facts, rendered.
 #[derive(Debug)]
-pub struct Batch {
+pub struct Group {
     /// Every fact's frame, back to back, in id order.
     frames: Bytes,
     /// Each fact's id, type, and where its frame ends in `frames`.
-    facts: Vec<BatchEntry>,
+    facts: Vec<Rendered>,
 }
 
+/// Where one fact of a [`Group`] is.
 #[derive(Debug)]
-struct BatchEntry {
+struct Rendered {
     id: i64,
     event: Option<Box<str>>,
     end: usize,
 }
 
-impl Batch {
+impl Group {
     /// Renders these records, which must be in increasing id order.
     pub fn render(records: &[FactRecord]) -> Self {
         let mut buf = BytesMut::new();
@@ -54,7 +57,7 @@ impl Batch {
             .iter()
             .map(|record| {
                 record.render_frame(&mut buf);
-                BatchEntry {
+                Rendered {
                     id: record.id,
                     event: record.event.as_deref().map(Box::from),
                     end: buf.len(),
@@ -85,7 +88,7 @@ impl Batch {
         };
         let mut out = BytesMut::new();
         for (i, fact) in self.facts.iter().enumerate().skip(first) {
-            if filter.matches(fact.event.as_deref().unwrap_or("message")) {
+            if filter.matches(fact.event.as_deref()) {
                 out.extend_from_slice(&self.frames[start_of(i)..fact.end]);
             }
         }
@@ -99,7 +102,7 @@ pub struct Notifier {
     /// The fan-out; `None` once closed for shutdown. The lock is held while publishing, so
     /// that the check against `newest_id` and the broadcast are one step for each
     /// publisher.
-    sender: Mutex<Option<broadcast::Sender<Arc<Batch>>>>,
+    sender: Mutex<Option<broadcast::Sender<Arc<Group>>>>,
     newest_id: AtomicI64,
     open_streams: AtomicUsize,
     max_streams: usize,
@@ -109,29 +112,13 @@ impl Notifier {
     /// A notifier for a log whose newest id is `newest_id`, allowing `max_streams` open
     /// streams.
     pub fn new(newest_id: i64, max_streams: usize) -> Arc<Self> {
-        let (sender, _) = broadcast::channel(BUFFERED_BATCHES);
+        let (sender, _) = broadcast::channel(BUFFERED_GROUPS);
         Arc::new(Self {
             sender: Mutex::new(Some(sender)),
             newest_id: AtomicI64::new(newest_id),
             open_streams: AtomicUsize::new(0),
             max_streams,
         })
-    }
-
-    /// Hands committed facts, in increasing id order, to every stream: those with an id
-    /// above the newest published (the others were published already). The caller vouches
-    /// that no fact between the newest published and these is still to come: SQLite's
-    /// writer (the log's only source), or PostgreSQL's follower (which read them in order
-    /// from the database).
-    pub fn publish(&self, records: &[FactRecord]) {
-        self.publish_from(records, false);
-    }
-
-    /// Hands committed facts, in increasing id order, to every stream if they directly
-    /// follow the newest published (facts already published are skipped); returns false,
-    /// publishing nothing, when there is a gap before them.
-    pub fn publish_next(&self, records: &[FactRecord]) -> bool {
-        self.publish_from(records, true)
     }
 
     fn publish_from(&self, records: &[FactRecord], only_next: bool) -> bool {
@@ -146,15 +133,15 @@ impl Notifier {
         if only_next && first.id != newest + 1 {
             return false;
         }
-        let batch = Batch::render(fresh);
-        if let Some(last) = batch.last_id() {
+        let group = Group::render(fresh);
+        if let Some(last) = group.last_id() {
             // Raise the newest id before the broadcast: a stream never sends an id that
             // `/status` or the reset check would call "beyond the newest".
             self.newest_id.store(last, Ordering::Release);
             // An error only means no stream is listening right now; `None`, that the
             // server is stopping and the streams have ended.
             if let Some(sender) = sender.as_ref() {
-                let _ = sender.send(Arc::new(batch));
+                let _ = sender.send(Arc::new(group));
             }
         }
         true
@@ -162,7 +149,7 @@ impl Notifier {
 
     /// Starts listening; `None` once the notifier is closed. Subscribe before reading the
     /// backlog, so that nothing committed in between is missed.
-    pub fn subscribe(&self) -> Option<broadcast::Receiver<Arc<Batch>>> {
+    pub fn subscribe(&self) -> Option<broadcast::Receiver<Arc<Group>>> {
         let sender = self.sender.lock().unwrap_or_else(PoisonError::into_inner);
         sender.as_ref().map(broadcast::Sender::subscribe)
     }
@@ -199,6 +186,20 @@ impl Notifier {
     }
 }
 
+impl Publish for Notifier {
+    fn publish(&self, records: &[FactRecord]) {
+        self.publish_from(records, false);
+    }
+
+    fn publish_next(&self, records: &[FactRecord]) -> bool {
+        self.publish_from(records, true)
+    }
+
+    fn newest_id(&self) -> i64 {
+        Notifier::newest_id(self)
+    }
+}
+
 /// One open stream, counted in `/status` until dropped.
 #[derive(Debug)]
 pub struct StreamGuard(Arc<Notifier>);
@@ -225,25 +226,25 @@ mod tests {
 
     #[test]
     fn frames_after_cursor_and_filter() {
-        let batch = Batch::render(&[record(3, None), record(4, Some("a")), record(5, None)]);
-        let all = batch.frames_after(0, None);
+        let group = Group::render(&[record(3, None), record(4, Some("a")), record(5, None)]);
+        let all = group.frames_after(0, None);
         assert_eq!(
             all.as_deref(),
             Some(&b"id: 3\ndata: 3\n\nid: 4\nevent: a\ndata: 4\n\nid: 5\ndata: 5\n\n"[..])
         );
         assert_eq!(
-            batch.frames_after(4, None).as_deref(),
+            group.frames_after(4, None).as_deref(),
             Some(&b"id: 5\ndata: 5\n\n"[..])
         );
-        assert_eq!(batch.frames_after(5, None), None);
+        assert_eq!(group.frames_after(5, None), None);
         let only_a = EventFilter::new(vec![EventName::parse("a").expect("valid")])
             .expect("one name")
             .expect("a filter");
         assert_eq!(
-            batch.frames_after(0, Some(&only_a)).as_deref(),
+            group.frames_after(0, Some(&only_a)).as_deref(),
             Some(&b"id: 4\nevent: a\ndata: 4\n\n"[..])
         );
-        assert_eq!(batch.frames_after(4, Some(&only_a)), None);
+        assert_eq!(group.frames_after(4, Some(&only_a)), None);
     }
 
     #[test]
@@ -257,7 +258,7 @@ mod tests {
         notifier.publish(&[record(2, None), record(3, None)]);
         assert!(notifier.publish_next(&[record(3, None), record(4, None)]));
         assert!(notifier.publish_next(&[record(4, None)]));
-        let ids = |batch: Arc<Batch>| batch.facts.iter().map(|f| f.id).collect::<Vec<_>>();
+        let ids = |group: Arc<Group>| group.facts.iter().map(|f| f.id).collect::<Vec<_>>();
         assert_eq!(ids(live.try_recv().expect("first group")), [3]);
         assert_eq!(ids(live.try_recv().expect("second group")), [4]);
         assert!(live.try_recv().is_err());

@@ -4,8 +4,8 @@
 //! `CancellationToken::cancelled()` takes two locks shared by every clone of the token
 //! each time it is polled, and a future in `tokio::select!` is polled on every wake-up of
 //! its task, whichever branch woke it. With a thousand streams each woken for every fact,
-//! the connections' and the streams' shutdown futures together took about 6% of the
-//! server's CPU per delivery in the load generator's fan-out. [`Shutdown`] polls the
+//! those locks were a measurable share of the server's CPU per delivery in the load
+//! generator's fan-out (`docs/performance.md`). [`Cancelled`] polls the
 //! token's future only after that future has itself asked to be polled again, and is
 //! otherwise a check of one atomic flag. (Live streams do not wait for shutdown at all:
 //! they end when the notifier closes.)
@@ -20,14 +20,14 @@ use futures_util::task::AtomicWaker;
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
 /// Resolves once the token is cancelled.
-pub struct Shutdown {
-    /// Boxed so that `Shutdown` is `Unpin` (the token's future is not).
+pub struct Cancelled {
+    /// Boxed so that `Cancelled` is `Unpin` (the token's future is not).
     cancelled: Pin<Box<WaitForCancellationFutureOwned>>,
     woken: Arc<Woken>,
 }
 
 /// The waker given to the token's future: it records that the future wants polling, then
-/// wakes the task that holds the [`Shutdown`].
+/// wakes the task that holds the [`Cancelled`].
 struct Woken {
     /// Set by a wake-up of the token's future (and at the start, for its first poll).
     flag: AtomicBool,
@@ -45,7 +45,7 @@ impl Wake for Woken {
     }
 }
 
-impl Shutdown {
+impl Cancelled {
     /// Waits for `token` to be cancelled.
     pub fn new(token: &CancellationToken) -> Self {
         Self {
@@ -58,7 +58,7 @@ impl Shutdown {
     }
 }
 
-impl Future for Shutdown {
+impl Future for Cancelled {
     type Output = ();
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
@@ -79,14 +79,14 @@ mod tests {
     use super::*;
 
     /// One poll of `future`, from inside a task.
-    async fn poll_once(future: &mut Shutdown) -> Poll<()> {
+    async fn poll_once(future: &mut Cancelled) -> Poll<()> {
         std::future::poll_fn(|cx| Poll::Ready(Pin::new(&mut *future).poll(cx))).await
     }
 
     #[tokio::test]
     async fn resolves_when_the_token_is_cancelled_and_not_before() {
         let token = CancellationToken::new();
-        let mut shutdown = Shutdown::new(&token);
+        let mut shutdown = Cancelled::new(&token);
         for _ in 0..3 {
             assert!(poll_once(&mut shutdown).await.is_pending());
         }
@@ -94,13 +94,13 @@ mod tests {
         tokio::spawn(async move { canceller.cancel() });
         tokio::time::timeout(std::time::Duration::from_secs(10), shutdown)
             .await
-            .expect("Shutdown resolves after cancel");
+            .expect("Cancelled resolves after cancel");
     }
 
     #[tokio::test]
     async fn resolves_at_once_when_already_cancelled() {
         let token = CancellationToken::new();
         token.cancel();
-        assert!(poll_once(&mut Shutdown::new(&token)).await.is_ready());
+        assert!(poll_once(&mut Cancelled::new(&token)).await.is_ready());
     }
 }

@@ -14,8 +14,6 @@
 
 mod ceiling;
 mod client;
-#[path = "../../tests/support/pg.rs"]
-mod pg;
 mod scenarios;
 mod target;
 

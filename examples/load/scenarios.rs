@@ -187,7 +187,7 @@ impl<'a> Bench<'a> {
     /// one instance over SQLite in the same run.
     async fn instances(&mut self) -> anyhow::Result<()> {
         let args = self.args;
-        let Some(db) = crate::pg::durable_database("the instances scenario") else {
+        let Some(db) = factlog_testkit::pg::durable_database("the instances scenario") else {
             bail!("the instances scenario needs PostgreSQL (see the README)");
         };
         // The cluster's server and its backends, for their CPU time.
@@ -970,20 +970,20 @@ impl Progress {
 /// commit, `--sync normal`), much faster than over HTTP.
 async fn prefill(path: &Path, count: u64, size: usize) -> anyhow::Result<()> {
     use factlog::config::SyncLevel;
-    use factlog::storage::writer::{self, NewFact};
-    use factlog::storage::{Opened, Storage};
+    use factlog::domain::NewFact;
+    use factlog::storage::{self, Opened, Publish, writer};
 
     let url = format!("sqlite://{}", path.display());
     let Opened {
         storage,
         appender,
-        follow: _,
+        follower: _,
         newest_id,
-    } = Storage::open(&url, SyncLevel::Normal).await?;
+    } = storage::open(&url, SyncLevel::Normal).await?;
     if newest_id != 0 {
         bail!("{} is not empty", path.display());
     }
-    let notifier = factlog::notifier::Notifier::new(0, 1);
+    let notifier: std::sync::Arc<dyn Publish> = factlog::notifier::Notifier::new(0, 1);
     let (handle, task) = writer::spawn(appender, notifier, factlog::metrics::Metrics::new())?;
     // Enough appenders in flight to fill the writer's largest groups.
     let appenders = 8192u64;

@@ -10,8 +10,9 @@
 //! `.sqlx/` names a query's data by a hash of its text alone, so no query here may be
 //! worded exactly like one of the SQLite queries.
 //!
-//! An event filter is passed as a JSON array of type names (`None` for every fact), and a
-//! group to append as the JSON array `factlog_append` takes; see the migration.
+//! An event filter is passed as a JSON array of stored type names (`None` for every fact)
+//! and whether facts stored without a type pass; a group to append as the JSON array
+//! `factlog_append` takes (see the migration).
 
 use sqlx::PgExecutor;
 use sqlx::migrate::Migrator;
@@ -22,12 +23,13 @@ pub static MIGRATOR: Migrator = sqlx::migrate!("../migrations/postgres");
 /// The channel `factlog_append` notifies after each commit, with the newest id.
 pub const CHANNEL: &str = "factlog";
 
-/// A stored fact.
+/// A stored fact as these queries return it; the main crate turns it into its
+/// `FactRecord` at once.
 #[derive(Debug, Clone)]
-pub struct Fact {
+pub struct FactRow {
     /// Position in the log.
     pub id: i64,
-    /// The SSE event type; `None` for a plain `message`.
+    /// The SSE event type; `None` for a fact posted without one.
     pub event: Option<String>,
     /// The fact as compact JSON text.
     pub fact: String,
@@ -37,22 +39,11 @@ pub struct Fact {
 
 /// One element of an appended group.
 #[derive(Debug)]
-pub struct Appended {
+pub struct AppendedRow {
     /// The record: new, or the one an earlier append made under the same key.
-    pub fact: Fact,
+    pub row: FactRow,
     /// Whether the record was already in the log (or made earlier in the same group).
     pub existed: bool,
-}
-
-/// Frames rendered by the database; see the main crate's `Storage::read_frames`.
-#[derive(Debug)]
-pub struct FramePage {
-    /// The frames back to back; `None` when the page is empty.
-    pub frames: Option<String>,
-    /// The id of the last fact in the page (0 when none).
-    pub last_id: i64,
-    /// How many facts the page holds.
-    pub count: i64,
 }
 
 /// Appends a group in one statement, and so in one transaction when `conn` is not in
@@ -60,7 +51,10 @@ pub struct FramePage {
 ///
 /// # Errors
 /// When the database refuses; nothing of the group is written then.
-pub async fn append(conn: impl PgExecutor<'_>, batch: &str) -> Result<Vec<Appended>, sqlx::Error> {
+pub async fn append(
+    conn: impl PgExecutor<'_>,
+    batch: &str,
+) -> Result<Vec<AppendedRow>, sqlx::Error> {
     let rows = sqlx::query!(
         r#"SELECT id AS "id!", event, fact AS "fact!", created_at AS "created_at!",
                   existed AS "existed!"
@@ -71,8 +65,8 @@ pub async fn append(conn: impl PgExecutor<'_>, batch: &str) -> Result<Vec<Append
     .await?;
     Ok(rows
         .into_iter()
-        .map(|r| Appended {
-            fact: Fact {
+        .map(|r| AppendedRow {
+            row: FactRow {
                 id: r.id,
                 event: r.event,
                 fact: r.fact,
@@ -83,7 +77,7 @@ pub async fn append(conn: impl PgExecutor<'_>, batch: &str) -> Result<Vec<Append
         .collect())
 }
 
-/// Up to `limit` facts after `after` of the filter's types, oldest first.
+/// Up to `limit` facts after `after` that the filter passes, oldest first.
 ///
 /// # Errors
 /// When the database cannot be read.
@@ -91,54 +85,55 @@ pub async fn read_after(
     conn: impl PgExecutor<'_>,
     after: i64,
     names: Option<&str>,
+    untyped: bool,
     limit: i64,
-) -> Result<Vec<Fact>, sqlx::Error> {
+) -> Result<Vec<FactRow>, sqlx::Error> {
     sqlx::query_as!(
-        Fact,
+        FactRow,
         r#"SELECT id, event, fact, factlog_time(created_at) AS "created_at!"
            FROM facts
            WHERE id > $1
              AND ($2::text IS NULL
-                  OR coalesce(event, 'message') IN (SELECT json_array_elements_text($2::text::json)))
+                  OR event IN (SELECT json_array_elements_text($2::text::json))
+                  OR (event IS NULL AND $3))
            ORDER BY id
-           LIMIT $3"#,
+           LIMIT $4"#,
         after,
         names,
+        untyped,
         limit
     )
     .fetch_all(conn)
     .await
 }
 
-/// The SSE frames of up to `rows` facts after `after` of the filter's types, joined into
-/// one string by the database.
+/// Up to `rows` facts after `after` that the filter passes, oldest first, as one string
+/// of packed rows `<id>,<event>,<fact>` each ended by a line feed (see the main crate's
+/// `storage/page.rs`); `None` when there are none.
 ///
 /// # Errors
 /// When the database cannot be read.
-pub async fn read_frames(
+pub async fn read_packed(
     conn: impl PgExecutor<'_>,
     after: i64,
     names: Option<&str>,
+    untyped: bool,
     rows: i64,
-) -> Result<FramePage, sqlx::Error> {
-    sqlx::query_as!(
-        FramePage,
-        r#"SELECT string_agg(
-                    'id: ' || id || E'\n'
-                    || CASE WHEN event IS NULL THEN '' ELSE 'event: ' || event || E'\n' END
-                    || 'data: ' || fact || E'\n\n',
-                    '' ORDER BY id) AS frames,
-                  coalesce(max(id), 0) AS "last_id!",
-                  count(id) AS "count!"
+) -> Result<Option<String>, sqlx::Error> {
+    sqlx::query_scalar!(
+        r#"SELECT string_agg(id || ',' || coalesce(event, '') || ',' || fact || E'\n', ''
+                             ORDER BY id) AS packed
            FROM (SELECT id, event, fact
                  FROM facts
                  WHERE id > $1
                    AND ($2::text IS NULL
-                        OR coalesce(event, 'message') IN (SELECT json_array_elements_text($2::text::json)))
+                        OR event IN (SELECT json_array_elements_text($2::text::json))
+                        OR (event IS NULL AND $3))
                  ORDER BY id
-                 LIMIT $3) AS page"#,
+                 LIMIT $4) AS page"#,
         after,
         names,
+        untyped,
         rows
     )
     .fetch_one(conn)
@@ -153,9 +148,9 @@ pub async fn read_before(
     conn: impl PgExecutor<'_>,
     before: i64,
     limit: i64,
-) -> Result<Vec<Fact>, sqlx::Error> {
+) -> Result<Vec<FactRow>, sqlx::Error> {
     sqlx::query_as!(
-        Fact,
+        FactRow,
         r#"SELECT id, event, fact, factlog_time(created_at) AS "created_at!"
            FROM facts WHERE id < $1 ORDER BY id DESC LIMIT $2"#,
         before,
@@ -165,35 +160,39 @@ pub async fn read_before(
     .await
 }
 
-/// The id of the fact `offset` places from the newest (0: the newest) of the filter's
-/// types, if the log holds that many.
+/// The id of the fact `offset` places from the newest (0: the newest) that the filter
+/// passes, if the log holds that many.
 ///
 /// # Errors
 /// When the database cannot be read.
 pub async fn nth_newest(
     conn: impl PgExecutor<'_>,
     names: Option<&str>,
+    untyped: bool,
     offset: i64,
 ) -> Result<Option<i64>, sqlx::Error> {
     sqlx::query_scalar!(
         r#"SELECT id FROM facts
            WHERE ($1::text IS NULL
-                  OR coalesce(event, 'message') IN (SELECT json_array_elements_text($1::text::json)))
+                  OR event IN (SELECT json_array_elements_text($1::text::json))
+                  OR (event IS NULL AND $2))
            ORDER BY id DESC
-           LIMIT 1 OFFSET $2"#,
+           LIMIT 1 OFFSET $3"#,
         names,
+        untyped,
         offset
     )
     .fetch_optional(conn)
     .await
 }
 
-/// The newest id in the log, 0 when it is empty.
+/// The newest id handed out (0 when none ever was): the counter `factlog_append`
+/// advances, which deleting facts never takes back.
 ///
 /// # Errors
 /// When the database cannot be read.
 pub async fn newest_id(conn: impl PgExecutor<'_>) -> Result<i64, sqlx::Error> {
-    sqlx::query_scalar!(r#"SELECT coalesce(max(id), 0) AS "id!" FROM facts"#)
+    sqlx::query_scalar!("SELECT log_meta.last_id FROM log_meta LIMIT 1")
         .fetch_one(conn)
         .await
 }
@@ -202,9 +201,9 @@ pub async fn newest_id(conn: impl PgExecutor<'_>) -> Result<i64, sqlx::Error> {
 ///
 /// # Errors
 /// When the database cannot be read.
-pub async fn get(conn: impl PgExecutor<'_>, id: i64) -> Result<Option<Fact>, sqlx::Error> {
+pub async fn get(conn: impl PgExecutor<'_>, id: i64) -> Result<Option<FactRow>, sqlx::Error> {
     sqlx::query_as!(
-        Fact,
+        FactRow,
         r#"SELECT id, event, fact, factlog_time(created_at) AS "created_at!"
            FROM facts WHERE id = $1"#,
         id

@@ -3,7 +3,7 @@
 
 use serde_json::json;
 
-use crate::helpers::*;
+use factlog_testkit::*;
 
 /// An app holding facts 1..=5: three plain ones (1, 3, 5) and two typed `a` (2) and `b` (4).
 async fn app_with_five_facts() -> TestApp {

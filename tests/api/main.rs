@@ -1,15 +1,19 @@
 //! factlog's integration tests: one binary, each module one behaviour, every test against
-//! a real server on a free port over a temporary SQLite file (or, in `postgres.rs`, a
-//! PostgreSQL database of its own).
+//! a real server on a free port over a temporary SQLite file (or, in `postgres/`, a
+//! PostgreSQL database of its own). The harness is the `factlog-testkit` crate;
+//! `support.rs` holds what several files here check alike.
 
+mod bad_posts;
+mod edge;
 mod events;
 mod faults;
-mod helpers;
+mod idempotency;
 mod operations;
-#[path = "../support/pg.rs"]
-mod pg;
 mod post_facts;
 mod postgres;
+mod publish_token;
 mod read_facts;
 mod resume;
 mod shutdown;
+mod slow_readers;
+mod support;

@@ -2,7 +2,7 @@
 
 use serde_json::json;
 
-use crate::helpers::*;
+use factlog_testkit::*;
 
 /// The value of the metric line that starts with `name` (with its labels).
 #[tokio::test]

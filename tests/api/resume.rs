@@ -5,8 +5,9 @@ use std::collections::HashSet;
 
 use futures_util::future::join_all;
 use serde_json::json;
+use sqlx::Connection as _;
 
-use crate::helpers::*;
+use factlog_testkit::*;
 
 #[tokio::test]
 async fn a_restart_keeps_the_log_its_ids_and_its_identity() {
@@ -68,6 +69,39 @@ async fn a_wiped_log_is_said_with_reset_and_a_new_log_id() {
     );
     let event = stream.next_event().await.expect("the new log");
     assert_eq!((event.id(), event.json()), (1, json!("new")));
+}
+
+/// Ids come from where they are handed out, not from the facts: with every fact deleted
+/// by hand (as retention will delete old ones), the log keeps its newest id across a
+/// restart, a client at that id is not told to reset, and the next fact gets the next id.
+#[tokio::test]
+async fn deleting_facts_takes_no_id_back() {
+    let app = spawn_app().await;
+    for n in 1..=3 {
+        app.append(&json!({ "n": n })).await;
+    }
+    let stopped = app.stop_for_restart().await;
+    let url = format!("sqlite://{}", stopped.dir.path().join("facts.db").display());
+    let mut conn = sqlx::SqliteConnection::connect(&url)
+        .await
+        .expect("the database opens");
+    sqlx::query("DELETE FROM facts")
+        .execute(&mut conn)
+        .await
+        .expect("every fact is deleted");
+    conn.close().await.expect("closed");
+    let app = stopped.start().await;
+
+    assert_eq!(app.status().await["last_id"], 3);
+    let mut stream = app.events("", Some("3")).await;
+    assert_eq!(stream.next_frame().await.as_deref(), Some("retry: 2000"));
+    assert_eq!(app.append(&json!({ "n": 4 })).await, 4);
+    let event = stream.next_event().await.expect("the next fact");
+    assert_eq!(
+        (event.event.as_deref(), event.id()),
+        (None, 4),
+        "no reset first"
+    );
 }
 
 #[tokio::test]

@@ -6,7 +6,7 @@ use std::time::Duration;
 use futures_util::future::join_all;
 use serde_json::json;
 
-use crate::helpers::*;
+use factlog_testkit::*;
 
 #[tokio::test]
 async fn sigterm_ends_open_streams_and_exits_promptly() {

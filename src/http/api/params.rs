@@ -1,0 +1,93 @@
+//! The parameters of a POST that are read from their raw bytes rather than through
+//! poem-openapi's text parameters, which skip a value that is not valid UTF-8 as if it
+//! were absent: a header or query value that is present but not valid text must be
+//! refused, never taken for "none" (an `Idempotency-Key: café` would otherwise append
+//! twice). Both declare themselves in the OpenAPI description as the parameters they
+//! are.
+
+use poem::{Request, RequestBody};
+use poem_openapi::ApiExtractor;
+use poem_openapi::ApiExtractorType;
+use poem_openapi::ExtractParamOptions;
+use poem_openapi::registry::{MetaParamIn, MetaSchemaRef};
+use poem_openapi::types::Type as _;
+
+use crate::domain::{EventName, IdempotencyKey, parse_urlencoded};
+use crate::http::error::AppError;
+
+/// `?event=<name>`: the fact's SSE event type, at most once.
+#[derive(Debug)]
+pub struct EventParam(pub Option<EventName>);
+
+impl<'a> ApiExtractor<'a> for EventParam {
+    const TYPES: &'static [ApiExtractorType] = &[ApiExtractorType::Parameter];
+    type ParamType = String;
+    type ParamRawType = ();
+
+    fn param_in() -> Option<MetaParamIn> {
+        Some(MetaParamIn::Query)
+    }
+
+    fn param_schema_ref() -> Option<MetaSchemaRef> {
+        Some(String::schema_ref())
+    }
+
+    async fn from_request(
+        request: &'a Request,
+        _body: &mut RequestBody,
+        options: ExtractParamOptions<String>,
+    ) -> poem::Result<Self> {
+        let query = request.uri().query().unwrap_or_default();
+        if !query.contains(options.name) {
+            return Ok(Self(None));
+        }
+        let mut values = parse_urlencoded(query.as_bytes())
+            .map_err(AppError::from)?
+            .into_iter()
+            .filter(|(name, _)| name == options.name);
+        let Some((_, value)) = values.next() else {
+            return Ok(Self(None));
+        };
+        // One event type per fact: `?event=a&event=b` is a mistake, not a choice.
+        if values.next().is_some() {
+            return Err(
+                AppError::bad_request(format!("{} is given more than once", options.name)).into(),
+            );
+        }
+        Ok(Self(Some(
+            EventName::parse(&value).map_err(AppError::from)?,
+        )))
+    }
+}
+
+/// `Idempotency-Key: <key>`: parsed from the header's raw bytes.
+#[derive(Debug)]
+pub struct KeyHeader(pub Option<IdempotencyKey>);
+
+impl<'a> ApiExtractor<'a> for KeyHeader {
+    const TYPES: &'static [ApiExtractorType] = &[ApiExtractorType::Parameter];
+    type ParamType = String;
+    type ParamRawType = ();
+
+    fn param_in() -> Option<MetaParamIn> {
+        Some(MetaParamIn::Header)
+    }
+
+    fn param_schema_ref() -> Option<MetaSchemaRef> {
+        Some(String::schema_ref())
+    }
+
+    async fn from_request(
+        request: &'a Request,
+        _body: &mut RequestBody,
+        options: ExtractParamOptions<String>,
+    ) -> poem::Result<Self> {
+        // The first value, as poem-openapi's own header parameters take it.
+        match request.headers().get(options.name) {
+            None => Ok(Self(None)),
+            Some(value) => Ok(Self(Some(
+                IdempotencyKey::parse(value.as_bytes()).map_err(AppError::from)?,
+            ))),
+        }
+    }
+}

@@ -1,0 +1,110 @@
+//! The outermost layer of every request: the request id (every response carries
+//! `X-Request-Id`, the caller's own or a UUID, and with debug logging on every log line of
+//! the request carries it too), the same-origin pass-through, the access log (one debug
+//! line per request with status and duration), the log line of every refusal and failure
+//! (from the [`Logged`] entry the error response carries, so that the cause is logged with
+//! the request id and never sent), and the response count for `/metrics`.
+//!
+//! These are one layer rather than several, over a boxed inner tree: every layer's future
+//! holds the request and the future of the layer inside it, so a deep stack makes a large
+//! per-request future that is copied as each layer starts.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use poem::http::{HeaderValue, header};
+use poem::{Endpoint, IntoResponse as _, Request, Response};
+use tracing::Instrument as _;
+
+use crate::http::error::{Level, Logged};
+use crate::metrics::Metrics;
+
+/// The longest caller-chosen request id echoed back; longer ones are replaced.
+const MAX_REQUEST_ID_LEN: usize = 200;
+const X_REQUEST_ID: &str = "x-request-id";
+
+/// Serves one request through `next`.
+///
+/// poem's `RequestId` middleware does the request id too, but always opens an error-level
+/// span, which the log subscriber then formats for every request. This opens the span,
+/// and keeps what the access log needs, only when debug logging is on.
+///
+/// # Errors
+/// Only what `next` fails with that is not turned into a response.
+pub async fn edge<E: Endpoint>(
+    next: E,
+    mut req: Request,
+    metrics: Arc<Metrics>,
+) -> poem::Result<Response> {
+    let id = req
+        .headers()
+        .get(X_REQUEST_ID)
+        .filter(|id| !id.is_empty() && id.len() <= MAX_REQUEST_ID_LEN)
+        .cloned()
+        .unwrap_or_else(|| {
+            let mut buf = uuid::Uuid::encode_buffer();
+            let text = uuid::Uuid::new_v4().hyphenated().encode_lower(&mut buf);
+            HeaderValue::from_str(text).unwrap_or(HeaderValue::from_static("unknown"))
+        });
+    drop_same_origin(&mut req);
+    let span = tracing::debug_span!("request", request_id = ?id);
+    let mut response = if span.is_disabled() {
+        next.call(req).await?.into_response()
+    } else {
+        let started = Instant::now();
+        let method = req.method().clone();
+        let uri = req.original_uri().clone();
+        let remote = req.remote_addr().to_string();
+        let response = next
+            .call(req)
+            .instrument(span.clone())
+            .await?
+            .into_response();
+        let status = response.status();
+        span.in_scope(|| {
+            if status.is_client_error() {
+                tracing::debug!(%method, %uri, %remote, status = status.as_u16(), elapsed = ?started.elapsed(), "request refused");
+            } else {
+                tracing::debug!(%method, %uri, %remote, status = status.as_u16(), elapsed = ?started.elapsed(), "request");
+            }
+        });
+        response
+    };
+    if let Some(logged) = response.extensions_mut().remove::<Logged>() {
+        log_refusal(&logged, &id, response.status().as_u16());
+    }
+    response.headers_mut().insert(X_REQUEST_ID, id);
+    metrics.responded(response.status());
+    Ok(response)
+}
+
+/// One line for a refused or failed request, with its request id and the cause.
+fn log_refusal(logged: &Logged, id: &HeaderValue, status: u16) {
+    let request_id = String::from_utf8_lossy(id.as_bytes());
+    let cause = logged.cause.as_str();
+    match logged.level {
+        Level::Error => tracing::error!(%request_id, status, cause, "{}", logged.message),
+        Level::Warn => tracing::warn!(%request_id, status, cause, "{}", logged.message),
+        Level::Debug => tracing::debug!(%request_id, status, cause, "{}", logged.message),
+    }
+}
+
+/// A browser sends `Origin` on its own page's POSTs too. That is not a cross-origin call,
+/// so it must not be refused when `--cors-origin` narrows the list: drop the header when it
+/// names the host the request was sent to.
+fn drop_same_origin(req: &mut Request) {
+    let same = match (
+        req.headers().get(header::ORIGIN),
+        req.headers().get(header::HOST),
+    ) {
+        (Some(origin), Some(host)) => origin
+            .as_bytes()
+            .split(|&b| b == b'/')
+            .nth(2)
+            .is_some_and(|origin_host| origin_host == host.as_bytes()),
+        _ => false,
+    };
+    if same {
+        req.headers_mut().remove(header::ORIGIN);
+    }
+}

@@ -1,0 +1,21 @@
+//! The HTTP layer: everything between the socket and the log.
+//!
+//! - [`server`]: the accept loop and each connection (hyper, HTTP/1.1).
+//! - [`routes`]: the route tree and the order of its middleware.
+//! - [`middleware`]: the edge of every request, and the publishing guard.
+//! - `api/`: the JSON API (publish, read, status) and the live page, described by OpenAPI.
+//! - `sse/`: `GET /events`, the stream contract.
+//! - `ops.rs`: `/healthz` and `/metrics`.
+//! - [`error`]: every failure as a status and a JSON body; causes are logged, not sent.
+//! - [`state`]: what every handler can reach.
+
+mod api;
+pub mod error;
+pub mod middleware;
+mod ops;
+pub mod routes;
+pub mod server;
+mod sse;
+pub mod state;
+
+pub use state::AppState;

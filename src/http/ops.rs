@@ -1,0 +1,46 @@
+//! What operators and load balancers ask: `GET /healthz` and `GET /metrics`.
+
+use poem::http::{HeaderValue, StatusCode, header};
+use poem::web::{Data, Json};
+use poem::{IntoResponse as _, Response, handler};
+
+use super::error::{AppError, json_error};
+use super::state::AppState;
+
+/// `GET /healthz`: 200 when the database answers, 503 when not. Why not is logged, with
+/// the request id; the answer only says that it does not.
+#[handler]
+pub async fn healthz(state: Data<&AppState>) -> Response {
+    match state.storage.ping().await {
+        Ok(()) => Json(serde_json::json!({ "status": "ok" })).into_response(),
+        Err(err) => {
+            let err = match AppError::from(err) {
+                AppError::Internal(cause) => AppError::Unavailable(format!("{cause:#}")),
+                other => other,
+            };
+            let mut response = poem::error::ResponseError::as_response(&err);
+            response
+                .headers_mut()
+                .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            response
+        }
+    }
+}
+
+/// `GET /metrics`, in the Prometheus text format.
+#[handler]
+pub fn metrics(state: Data<&AppState>) -> Response {
+    match state.metrics.render(state.notifier.open_streams()) {
+        Ok(text) => Response::builder()
+            .content_type("application/openmetrics-text; version=1.0.0; charset=utf-8")
+            .header(header::CACHE_CONTROL, "no-store")
+            .body(text),
+        Err(err) => {
+            tracing::error!(cause = %err, "cannot render the metrics");
+            json_error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "cannot render the metrics",
+            )
+        }
+    }
+}

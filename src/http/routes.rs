@@ -1,0 +1,58 @@
+//! The route tree and the order of its middleware, outermost first:
+//!
+//! 1. The edge (`middleware/edge.rs`): request id, same-origin pass-through, access log,
+//!    the log line of every refusal, the response count.
+//! 2. The JSON error catch-all, inside the edge so error responses get the request id and
+//!    are logged and counted with their status.
+//! 3. CORS.
+//! 4. The routes. The publishing guard (`middleware::publishing`: token, then body size)
+//!    sits on the POST operations only.
+//!
+//! No compression or buffering middleware: SSE frames must reach the socket as written.
+
+use std::sync::Arc;
+
+use poem::http::header;
+use poem::middleware::Cors;
+use poem::{Endpoint, EndpointExt as _, Response, Route, get};
+
+use super::error::json_error_response;
+use super::middleware::edge::edge;
+use super::state::AppState;
+use super::{api, ops, sse};
+
+/// Builds the whole service over `state`.
+pub fn build(state: AppState) -> impl Endpoint<Output = Response> {
+    let api = api::service();
+    let spec = api.spec_endpoint();
+    let docs = api.swagger_ui();
+    let cors = cors(&state.config.cors_origins);
+    let metrics = Arc::clone(&state.metrics);
+    // The edge goes over a boxed inner tree: see `middleware/edge.rs`.
+    let inner = Route::new()
+        .at("/events", get(sse::events))
+        .at("/metrics", get(ops::metrics))
+        .at("/healthz", get(ops::healthz))
+        .at("/openapi.json", spec)
+        .nest("/docs", docs)
+        .nest("/", api)
+        .with(cors)
+        .data(state)
+        .catch_all_error(json_error_response)
+        .boxed();
+    inner.around(move |next, req| edge(next, req, Arc::clone(&metrics)))
+}
+
+/// Any origin by default; with `--cors-origin`, only those, with credentials allowed so
+/// `new EventSource(url, {withCredentials: true})` works.
+fn cors(origins: &[String]) -> Cors {
+    let cors = Cors::new()
+        .expose_headers([header::LOCATION.as_str(), "x-request-id"])
+        .max_age(3600);
+    if origins.is_empty() {
+        cors
+    } else {
+        cors.allow_origins(origins.iter().map(String::as_str))
+            .allow_credentials(true)
+    }
+}

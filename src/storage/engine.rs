@@ -1,0 +1,223 @@
+//! The boundary every caller of storage goes through: open a log, read it ([`Storage`]),
+//! append to it ([`Appender`], the writer's), and with PostgreSQL follow it
+//! ([`Follower`]). The database URL's scheme picks the engine; nothing above this file
+//! knows which one answers.
+
+use std::sync::Arc;
+
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use super::model::{Appended, Publish, StorageError, redact};
+use super::page::FramePage;
+use super::{postgres, sqlite};
+use crate::config::SyncLevel;
+use crate::domain::{EventFilter, FactRecord, NewFact};
+
+/// Read access to the log. Cheap to clone.
+#[derive(Clone, Debug)]
+pub enum Storage {
+    /// A SQLite file.
+    Sqlite(sqlite::Reader),
+    /// A PostgreSQL database.
+    Postgres(postgres::Reader),
+}
+
+/// What appends: the engine's write connection, owned by the writer.
+#[derive(Debug)]
+pub enum Appender {
+    /// SQLite's one read-write connection.
+    Sqlite(sqlite::Appender),
+    /// PostgreSQL's writer connection.
+    Postgres(Box<postgres::Appender>),
+}
+
+/// With PostgreSQL, what keeps this instance's streams up with the shared log; start it
+/// with [`Follower::spawn`]. SQLite has none: its writer is the log's only source.
+pub struct Follower(postgres::Follower);
+
+/// An opened log.
+pub struct Opened {
+    /// Read access for the API and the streams.
+    pub storage: Storage,
+    /// What the writer appends with.
+    pub appender: Appender,
+    /// With PostgreSQL, the follower.
+    pub follower: Option<Follower>,
+    /// The newest id the log has handed out, 0 when none.
+    pub newest_id: i64,
+}
+
+/// Opens (creating if missing) and migrates the database at `url`: `sqlite://...` or
+/// `postgres://...` (also `postgresql://`).
+///
+/// # Errors
+/// When the database cannot be opened, created or migrated; the message names which.
+pub async fn open(url: &str, sync: SyncLevel) -> anyhow::Result<Opened> {
+    if url.starts_with("sqlite:") {
+        let (reader, appender, newest_id) = sqlite::open(url, sync).await?;
+        Ok(Opened {
+            storage: Storage::Sqlite(reader),
+            appender: Appender::Sqlite(appender),
+            follower: None,
+            newest_id,
+        })
+    } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        let (reader, appender, follower, newest_id) = postgres::open(url, sync).await?;
+        Ok(Opened {
+            storage: Storage::Postgres(reader),
+            appender: Appender::Postgres(Box::new(appender)),
+            follower: Some(Follower(follower)),
+            newest_id,
+        })
+    } else {
+        anyhow::bail!(
+            "{} is neither a sqlite:// nor a postgres:// database URL",
+            redact(url)
+        )
+    }
+}
+
+/// Every read fails with [`StorageError`] when the database cannot be read.
+impl Storage {
+    /// Up to `limit` facts with an id larger than `after`, oldest first, only those the
+    /// filter passes when there is one.
+    pub async fn read_after(
+        &self,
+        after: i64,
+        limit: i64,
+        filter: Option<&EventFilter>,
+    ) -> Result<Vec<FactRecord>, StorageError> {
+        match self {
+            Self::Sqlite(db) => db.read_after(after, limit, filter).await,
+            Self::Postgres(db) => db.read_after(after, limit, filter).await,
+        }
+    }
+
+    /// A stream's next replay page: up to `rows` facts after `after` that the filter
+    /// passes, rendered into SSE frames, stopping after the frame that reaches
+    /// `max_bytes` (see [`FramePage`]).
+    pub async fn read_frames(
+        &self,
+        after: i64,
+        rows: i64,
+        filter: Option<&EventFilter>,
+        max_bytes: usize,
+    ) -> Result<FramePage, StorageError> {
+        match self {
+            Self::Sqlite(db) => db.read_frames(after, rows, filter, max_bytes).await,
+            Self::Postgres(db) => db.read_frames(after, rows, filter, max_bytes).await,
+        }
+    }
+
+    /// Up to `limit` facts with an id smaller than `before`, oldest first: the page just
+    /// before a position, for reading the log backwards.
+    pub async fn read_before(
+        &self,
+        before: i64,
+        limit: i64,
+    ) -> Result<Vec<FactRecord>, StorageError> {
+        let mut rows = match self {
+            Self::Sqlite(db) => db.read_before(before, limit).await?,
+            Self::Postgres(db) => db.read_before(before, limit).await?,
+        };
+        rows.reverse();
+        Ok(rows)
+    }
+
+    /// The position just before the newest `n` facts the filter passes, so that reading
+    /// after it yields exactly those; 0 when the log holds fewer.
+    pub async fn position_before_tail(
+        &self,
+        n: i64,
+        filter: Option<&EventFilter>,
+    ) -> Result<i64, StorageError> {
+        if n == 0 {
+            return self.newest_id().await;
+        }
+        let nth_newest = match self {
+            Self::Sqlite(db) => db.nth_newest(filter, n - 1).await?,
+            Self::Postgres(db) => db.nth_newest(filter, n - 1).await?,
+        };
+        Ok(nth_newest.map_or(0, |id| id - 1))
+    }
+
+    /// The newest id the log has handed out, 0 when none: from where ids are handed out,
+    /// so deleting facts never takes it back.
+    pub async fn newest_id(&self) -> Result<i64, StorageError> {
+        match self {
+            Self::Sqlite(db) => db.newest_id().await,
+            Self::Postgres(db) => db.newest_id().await,
+        }
+    }
+
+    /// One fact by id.
+    pub async fn get(&self, id: i64) -> Result<Option<FactRecord>, StorageError> {
+        match self {
+            Self::Sqlite(db) => db.get(id).await,
+            Self::Postgres(db) => db.get(id).await,
+        }
+    }
+
+    /// The UUID made when this log was created.
+    pub async fn log_id(&self) -> Result<String, StorageError> {
+        match self {
+            Self::Sqlite(db) => db.log_id().await,
+            Self::Postgres(db) => db.log_id().await,
+        }
+    }
+
+    /// Checks that the database answers.
+    pub async fn ping(&self) -> Result<(), StorageError> {
+        match self {
+            Self::Sqlite(db) => db.ping().await,
+            Self::Postgres(db) => db.ping().await,
+        }
+    }
+
+    /// Closes the read connections.
+    pub async fn close(&self) {
+        match self {
+            Self::Sqlite(db) => db.close().await,
+            Self::Postgres(db) => db.close().await,
+        }
+    }
+}
+
+impl Appender {
+    /// Appends the facts in one transaction and returns what became of each, in order; the
+    /// new facts' ids increase in row order. Keys must not repeat among the rows.
+    ///
+    /// # Errors
+    /// When the database refuses the group; nothing of it is written then.
+    pub async fn append(&mut self, rows: &[&NewFact]) -> Result<Vec<Appended>, StorageError> {
+        match self {
+            Self::Sqlite(db) => db.append(rows).await,
+            Self::Postgres(db) => db.append(rows).await,
+        }
+    }
+
+    /// Hands facts this appender just committed to this instance's streams.
+    pub fn publish(&self, streams: &dyn Publish, inserted: &[FactRecord]) {
+        match self {
+            // This writer is the log's only source: its groups are the log, in order.
+            Self::Sqlite(_) => streams.publish(inserted),
+            Self::Postgres(db) => db.publish(streams, inserted),
+        }
+    }
+
+    /// Closes the write connection, after the last commit.
+    pub async fn close(self) {
+        match self {
+            Self::Sqlite(db) => db.close().await,
+            Self::Postgres(db) => db.close().await,
+        }
+    }
+}
+
+impl Follower {
+    /// Starts following the shared log into `streams` until `shutdown` fires.
+    pub fn spawn(self, streams: Arc<dyn Publish>, shutdown: CancellationToken) -> JoinHandle<()> {
+        self.0.spawn(streams, shutdown)
+    }
+}

@@ -1,0 +1,111 @@
+//! What crosses the storage boundary whichever engine stands behind it: the outcome of an
+//! append, the error every storage call fails with, where committed facts are handed, and
+//! the JSON form both engines' append statements take.
+
+use crate::domain::{FactRecord, NewFact};
+
+/// What an append did for one fact.
+#[derive(Debug, Clone)]
+pub enum Appended {
+    /// A new fact was committed.
+    Created(FactRecord),
+    /// The idempotency key was used before: this is the record its first use made.
+    Existing(FactRecord),
+}
+
+/// Everything a storage call can fail with. The causes are for the log: the HTTP layer
+/// answers with a sentence of its own and never sends them.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    /// The database cannot take the request now: full, read-only, locked past its
+    /// timeout, unreachable, shutting down. Nothing was written.
+    #[error("the database is unavailable: {0}")]
+    Unavailable(String),
+    /// The writer has stopped: the server is shutting down.
+    #[error("the writer has stopped")]
+    Stopped,
+    /// Anything else: a bug, or a database that is not what this build expects.
+    #[error(transparent)]
+    Internal(anyhow::Error),
+}
+
+impl StorageError {
+    /// The same error again, for each request of a group that failed as one.
+    pub fn repeat(&self) -> Self {
+        match self {
+            Self::Unavailable(cause) => Self::Unavailable(cause.clone()),
+            Self::Stopped => Self::Stopped,
+            Self::Internal(cause) => {
+                Self::Internal(anyhow::anyhow!("group commit failed: {cause:#}"))
+            }
+        }
+    }
+}
+
+/// Where committed facts go once they are durable: this instance's streams (the notifier,
+/// in the binary). The writer hands it every group it commits; with PostgreSQL the
+/// follower hands it what other instances commit.
+///
+/// Whoever publishes vouches for the order: facts are handed in increasing id order, and
+/// an implementation never hands a stream an id at or below one it already handed.
+pub trait Publish: Send + Sync {
+    /// Publishes facts of which none between the newest published and the first of these
+    /// is still to come (SQLite's writer, the log's only source; PostgreSQL's follower,
+    /// which read them in order). Those already published are skipped.
+    fn publish(&self, records: &[FactRecord]);
+
+    /// Publishes the facts only if they directly follow the newest published (those
+    /// already published are skipped); false, publishing nothing, when there is a gap
+    /// before them.
+    fn publish_next(&self, records: &[FactRecord]) -> bool;
+
+    /// The newest id published, 0 when nothing was.
+    fn newest_id(&self) -> i64;
+}
+
+/// The facts as the JSON array of `[event, fact, key]` triples that both engines' append
+/// statements take.
+///
+/// # Errors
+/// Never in practice (every value is a string or null); an error is our own fault.
+pub fn rows_json(rows: &[&NewFact]) -> Result<String, StorageError> {
+    let triples: Vec<_> = rows
+        .iter()
+        .map(|r| {
+            (
+                r.event.as_ref().map(|e| e.as_str()),
+                r.fact.as_str(),
+                r.key.as_ref().map(|k| k.as_str()),
+            )
+        })
+        .collect();
+    serde_json::to_string(&triples).map_err(|e| StorageError::Internal(e.into()))
+}
+
+/// `url` with its password, if any, replaced by `***`: database URLs go to logs and error
+/// messages.
+pub fn redact(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut parsed) if parsed.password().is_some() => {
+            // Only fails for URLs that cannot have a password, and this one has one.
+            let _ = parsed.set_password(Some("***"));
+            parsed.to_string()
+        }
+        _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact;
+
+    #[test]
+    fn passwords_never_reach_the_log() {
+        assert_eq!(
+            redact("postgres://factlog:s3cret@db:5432/facts"),
+            "postgres://factlog:***@db:5432/facts"
+        );
+        assert_eq!(redact("postgres://db/facts"), "postgres://db/facts");
+        assert_eq!(redact("sqlite://facts.db"), "sqlite://facts.db");
+    }
+}
