@@ -38,7 +38,7 @@ impl<'a> ApiExtractor<'a> for EventParam {
         options: ExtractParamOptions<String>,
     ) -> poem::Result<Self> {
         let query = request.uri().query().unwrap_or_default();
-        if !query.contains(options.name) {
+        if query.is_empty() {
             return Ok(Self(None));
         }
         let mut values = parse_urlencoded(query.as_bytes())
