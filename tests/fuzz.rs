@@ -5,8 +5,10 @@
 //! is shrunk to a minimal one and saved under `proptest-regressions/`, to be committed.
 
 use bytes::BytesMut;
+use factlog::domain::frame::Format;
 use factlog::domain::{
-    EventName, FactRecord, IdempotencyKey, StartPosition, parse_position, parse_urlencoded,
+    EventName, FactRecord, IdempotencyKey, StartPosition, TopicName, parse_position,
+    parse_urlencoded,
 };
 use proptest::prelude::*;
 use serde_json::Value;
@@ -94,30 +96,42 @@ fn event_name() -> impl Strategy<Value = String> {
 }
 
 proptest! {
-    /// For any fact, id and type, the frame a stream writes parses back, with a WHATWG
-    /// parser, to exactly that fact with that id and type, and nothing else.
+    /// For any fact, id, topic and type, the frame a stream writes parses back, with a
+    /// WHATWG parser, to exactly that fact (or, as a record, that whole record) with that
+    /// id and type, and nothing else.
     #[test]
     fn frames_parse_back_to_the_fact(
         value in json_value(),
         id in 1..i64::MAX,
+        topic in event_name(),
         event in proptest::option::of(event_name()),
     ) {
         let record = FactRecord {
             id,
+            topic: topic.clone(),
             event: event.clone(),
             fact: serde_json::to_string(&value).expect("serializable"),
-            created_at: String::new(),
+            created_at: "2026-11-30T12:00:00.000Z".into(),
         };
-        let mut frames = BytesMut::new();
-        record.render_frame(&mut frames);
-        let text = std::str::from_utf8(&frames).expect("frames are UTF-8");
-        let parsed = whatwg_parse(&format!("retry: 2000\n\n{text}: keep-alive\n\n"));
-        prop_assert_eq!(parsed.len(), 1);
-        let id_text = id.to_string();
-        prop_assert_eq!(parsed[0].id.as_deref(), Some(id_text.as_str()));
-        prop_assert_eq!(&parsed[0].event, event.as_deref().unwrap_or("message"));
-        let back: Value = serde_json::from_str(&parsed[0].data).expect("the data is JSON");
-        prop_assert_eq!(back, value);
+        for format in [Format::Fact, Format::Record] {
+            let mut frames = BytesMut::new();
+            record.render_frame(&mut frames, format);
+            let text = std::str::from_utf8(&frames).expect("frames are UTF-8");
+            let parsed = whatwg_parse(&format!("retry: 2000\n\n{text}: keep-alive\n\n"));
+            prop_assert_eq!(parsed.len(), 1);
+            let id_text = id.to_string();
+            prop_assert_eq!(parsed[0].id.as_deref(), Some(id_text.as_str()));
+            prop_assert_eq!(&parsed[0].event, event.as_deref().unwrap_or("message"));
+            let back: Value = serde_json::from_str(&parsed[0].data).expect("the data is JSON");
+            let expected = match format {
+                Format::Fact => value.clone(),
+                Format::Record => serde_json::json!({
+                    "id": id, "topic": topic, "event": event, "fact": value,
+                    "created_at": "2026-11-30T12:00:00.000Z",
+                }),
+            };
+            prop_assert_eq!(back, expected);
+        }
     }
 
     /// Positions: never a panic; accepted exactly when they are 1 to 19 ASCII digits that
@@ -169,6 +183,19 @@ proptest! {
             && name.len() <= 64
             && name.chars().all(|c| c.is_ascii_alphanumeric() || "_.:-".contains(c));
         let parsed = EventName::parse(&name);
+        prop_assert_eq!(parsed.is_ok(), expected);
+        if let Ok(parsed) = parsed {
+            prop_assert_eq!(parsed.as_str(), name.as_str());
+        }
+    }
+
+    /// Topic names: accepted exactly when 1 to 64 of `A-Z a-z 0-9 _ . : -`.
+    #[test]
+    fn topic_names(name in ".{0,70}") {
+        let expected = !name.is_empty()
+            && name.len() <= 64
+            && name.chars().all(|c| c.is_ascii_alphanumeric() || "_.:-".contains(c));
+        let parsed = TopicName::parse(&name);
         prop_assert_eq!(parsed.is_ok(), expected);
         if let Ok(parsed) = parsed {
             prop_assert_eq!(parsed.as_str(), name.as_str());

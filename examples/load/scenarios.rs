@@ -996,6 +996,7 @@ async fn prefill(path: &Path, count: u64, size: usize) -> anyhow::Result<()> {
                 let fact = String::from_utf8(fact_body(0, 0, n, size))?;
                 handle
                     .append(NewFact {
+                        topic: factlog::domain::TopicName::default_topic(),
                         event: None,
                         fact,
                         key: None,

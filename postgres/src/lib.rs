@@ -10,9 +10,10 @@
 //! `.sqlx/` names a query's data by a hash of its text alone, so no query here may be
 //! worded exactly like one of the SQLite queries.
 //!
-//! An event filter is passed as a JSON array of stored type names (`None` for every fact)
-//! and whether facts stored without a type pass; a group to append as the JSON array
-//! `factlog_append` takes (see the migration).
+//! Topics and event types to select are passed as JSON arrays of names (`None` for all),
+//! with whether facts stored without a type pass; a group to append as the JSON array
+//! `factlog_append` takes (see the migrations). A read of several topics reads each with
+//! its own limit (`LATERAL`) and sorts only those, rather than every match.
 
 use sqlx::PgExecutor;
 use sqlx::migrate::Migrator;
@@ -29,6 +30,8 @@ pub const CHANNEL: &str = "factlog";
 pub struct FactRow {
     /// Position in the log.
     pub id: i64,
+    /// Its topic.
+    pub topic: String,
     /// The SSE event type; `None` for a fact posted without one.
     pub event: Option<String>,
     /// The fact as compact JSON text.
@@ -40,10 +43,23 @@ pub struct FactRow {
 /// One element of an appended group.
 #[derive(Debug)]
 pub struct AppendedRow {
-    /// The record: new, or the one an earlier append made under the same key.
+    /// The record: new, or the one an earlier append made under the same topic and key.
     pub row: FactRow,
     /// Whether the record was already in the log (or made earlier in the same group).
     pub existed: bool,
+}
+
+/// A topic as `GET /topics` lists it.
+#[derive(Debug)]
+pub struct TopicRow {
+    /// Its name.
+    pub name: String,
+    /// Its oldest fact's id.
+    pub first_id: i64,
+    /// Its newest fact's id.
+    pub last_id: i64,
+    /// How many facts it holds.
+    pub facts: i64,
 }
 
 /// Appends a group in one statement, and so in one transaction when `conn` is not in
@@ -56,8 +72,8 @@ pub async fn append(
     batch: &str,
 ) -> Result<Vec<AppendedRow>, sqlx::Error> {
     let rows = sqlx::query!(
-        r#"SELECT id AS "id!", event, fact AS "fact!", created_at AS "created_at!",
-                  existed AS "existed!"
+        r#"SELECT id AS "id!", topic AS "topic!", event, fact AS "fact!",
+                  created_at AS "created_at!", existed AS "existed!"
            FROM factlog_append($1::text::json)"#,
         batch
     )
@@ -68,6 +84,7 @@ pub async fn append(
         .map(|r| AppendedRow {
             row: FactRow {
                 id: r.id,
+                topic: r.topic,
                 event: r.event,
                 fact: r.fact,
                 created_at: r.created_at,
@@ -77,53 +94,73 @@ pub async fn append(
         .collect())
 }
 
-/// Up to `limit` facts after `after` that the filter passes, oldest first.
+/// Up to `limit` facts after `after`, of every topic, oldest first.
 ///
 /// # Errors
 /// When the database cannot be read.
 pub async fn read_after(
     conn: impl PgExecutor<'_>,
     after: i64,
-    names: Option<&str>,
-    untyped: bool,
     limit: i64,
 ) -> Result<Vec<FactRow>, sqlx::Error> {
     sqlx::query_as!(
         FactRow,
-        r#"SELECT id, event, fact, factlog_time(created_at) AS "created_at!"
-           FROM facts
-           WHERE id > $1
-             AND ($2::text IS NULL
-                  OR event IN (SELECT json_array_elements_text($2::text::json))
-                  OR (event IS NULL AND $3))
-           ORDER BY id
-           LIMIT $4"#,
+        r#"SELECT id, topic, event, fact, factlog_time(created_at) AS "created_at!"
+           FROM facts WHERE id > $1 ORDER BY id LIMIT $2"#,
         after,
-        names,
-        untyped,
         limit
     )
     .fetch_all(conn)
     .await
 }
 
-/// Up to `rows` facts after `after` that the filter passes, oldest first, as one string
-/// of packed rows `<id>,<event>,<fact>` each ended by a line feed (see the main crate's
-/// `storage/page.rs`); `None` when there are none.
+/// Up to `limit` facts after `after` of the topics named in `topics`, oldest first.
+///
+/// # Errors
+/// When the database cannot be read.
+pub async fn read_after_topics(
+    conn: impl PgExecutor<'_>,
+    after: i64,
+    topics: &str,
+    limit: i64,
+) -> Result<Vec<FactRow>, sqlx::Error> {
+    sqlx::query_as!(
+        FactRow,
+        r#"SELECT f.id AS "id!", f.topic AS "topic!", f.event, f.fact AS "fact!",
+                  factlog_time(f.created_at) AS "created_at!"
+           FROM json_array_elements_text($2::text::json) AS sel(topic)
+           CROSS JOIN LATERAL (SELECT g.id, g.topic, g.event, g.fact, g.created_at
+                               FROM facts g
+                               WHERE g.topic = sel.topic AND g.id > $1
+                               ORDER BY g.id LIMIT $3) AS f
+           ORDER BY f.id LIMIT $3"#,
+        after,
+        topics,
+        limit
+    )
+    .fetch_all(conn)
+    .await
+}
+
+/// Up to `rows` facts after `after` of the selected event types, of every topic, oldest
+/// first, as one string of packed rows `<id>,<topic>,<event>,<created_at>,<fact>` each
+/// ended by a line feed (see the main crate's `storage/page.rs`); `None` when there are
+/// none.
 ///
 /// # Errors
 /// When the database cannot be read.
 pub async fn read_packed(
     conn: impl PgExecutor<'_>,
     after: i64,
-    names: Option<&str>,
+    events: Option<&str>,
     untyped: bool,
     rows: i64,
 ) -> Result<Option<String>, sqlx::Error> {
     sqlx::query_scalar!(
-        r#"SELECT string_agg(id || ',' || coalesce(event, '') || ',' || fact || E'\n', ''
+        r#"SELECT string_agg(id || ',' || topic || ',' || coalesce(event, '') || ','
+                             || factlog_time(created_at) || ',' || fact || E'\n', ''
                              ORDER BY id) AS packed
-           FROM (SELECT id, event, fact
+           FROM (SELECT id, topic, event, created_at, fact
                  FROM facts
                  WHERE id > $1
                    AND ($2::text IS NULL
@@ -132,7 +169,7 @@ pub async fn read_packed(
                  ORDER BY id
                  LIMIT $4) AS page"#,
         after,
-        names,
+        events,
         untyped,
         rows
     )
@@ -140,7 +177,45 @@ pub async fn read_packed(
     .await
 }
 
-/// Up to `limit` facts before `before`, newest first.
+/// [`read_packed`] of the topics named in `topics` only.
+///
+/// # Errors
+/// When the database cannot be read.
+pub async fn read_packed_topics(
+    conn: impl PgExecutor<'_>,
+    after: i64,
+    topics: &str,
+    events: Option<&str>,
+    untyped: bool,
+    rows: i64,
+) -> Result<Option<String>, sqlx::Error> {
+    sqlx::query_scalar!(
+        r#"SELECT string_agg(id || ',' || topic || ',' || coalesce(event, '') || ','
+                             || factlog_time(created_at) || ',' || fact || E'\n', ''
+                             ORDER BY id) AS packed
+           FROM (SELECT f.id, f.topic, f.event, f.created_at, f.fact
+                 FROM json_array_elements_text($2::text::json) AS sel(topic)
+                 CROSS JOIN LATERAL (
+                     SELECT g.id, g.topic, g.event, g.created_at, g.fact
+                     FROM facts g
+                     WHERE g.topic = sel.topic AND g.id > $1
+                       AND ($3::text IS NULL
+                            OR g.event IN (SELECT json_array_elements_text($3::text::json))
+                            OR (g.event IS NULL AND $4))
+                     ORDER BY g.id LIMIT $5) AS f
+                 ORDER BY f.id
+                 LIMIT $5) AS page"#,
+        after,
+        topics,
+        events,
+        untyped,
+        rows
+    )
+    .fetch_one(conn)
+    .await
+}
+
+/// Up to `limit` facts before `before`, of every topic, newest first.
 ///
 /// # Errors
 /// When the database cannot be read.
@@ -151,7 +226,7 @@ pub async fn read_before(
 ) -> Result<Vec<FactRow>, sqlx::Error> {
     sqlx::query_as!(
         FactRow,
-        r#"SELECT id, event, fact, factlog_time(created_at) AS "created_at!"
+        r#"SELECT id, topic, event, fact, factlog_time(created_at) AS "created_at!"
            FROM facts WHERE id < $1 ORDER BY id DESC LIMIT $2"#,
         before,
         limit
@@ -160,14 +235,42 @@ pub async fn read_before(
     .await
 }
 
-/// The id of the fact `offset` places from the newest (0: the newest) that the filter
-/// passes, if the log holds that many.
+/// Up to `limit` facts before `before` of the topics named in `topics`, newest first.
+///
+/// # Errors
+/// When the database cannot be read.
+pub async fn read_before_topics(
+    conn: impl PgExecutor<'_>,
+    before: i64,
+    topics: &str,
+    limit: i64,
+) -> Result<Vec<FactRow>, sqlx::Error> {
+    sqlx::query_as!(
+        FactRow,
+        r#"SELECT f.id AS "id!", f.topic AS "topic!", f.event, f.fact AS "fact!",
+                  factlog_time(f.created_at) AS "created_at!"
+           FROM json_array_elements_text($2::text::json) AS sel(topic)
+           CROSS JOIN LATERAL (SELECT g.id, g.topic, g.event, g.fact, g.created_at
+                               FROM facts g
+                               WHERE g.topic = sel.topic AND g.id < $1
+                               ORDER BY g.id DESC LIMIT $3) AS f
+           ORDER BY f.id DESC LIMIT $3"#,
+        before,
+        topics,
+        limit
+    )
+    .fetch_all(conn)
+    .await
+}
+
+/// The id of the fact `offset` places from the newest (0: the newest) of the selected
+/// event types, of every topic, if the log holds that many.
 ///
 /// # Errors
 /// When the database cannot be read.
 pub async fn nth_newest(
     conn: impl PgExecutor<'_>,
-    names: Option<&str>,
+    events: Option<&str>,
     untyped: bool,
     offset: i64,
 ) -> Result<Option<i64>, sqlx::Error> {
@@ -178,9 +281,88 @@ pub async fn nth_newest(
                   OR (event IS NULL AND $2))
            ORDER BY id DESC
            LIMIT 1 OFFSET $3"#,
-        names,
+        events,
         untyped,
         offset
+    )
+    .fetch_optional(conn)
+    .await
+}
+
+/// [`nth_newest`] among the topics named in `topics` only.
+///
+/// # Errors
+/// When the database cannot be read.
+pub async fn nth_newest_topics(
+    conn: impl PgExecutor<'_>,
+    topics: &str,
+    events: Option<&str>,
+    untyped: bool,
+    offset: i64,
+) -> Result<Option<i64>, sqlx::Error> {
+    sqlx::query_scalar!(
+        r#"SELECT f.id AS "id!"
+           FROM json_array_elements_text($1::text::json) AS sel(topic)
+           CROSS JOIN LATERAL (
+               SELECT g.id FROM facts g
+               WHERE g.topic = sel.topic
+                 AND ($2::text IS NULL
+                      OR g.event IN (SELECT json_array_elements_text($2::text::json))
+                      OR (g.event IS NULL AND $3))
+               ORDER BY g.id DESC LIMIT $4::bigint + 1) AS f
+           ORDER BY f.id DESC
+           LIMIT 1 OFFSET $4"#,
+        topics,
+        events,
+        untyped,
+        offset
+    )
+    .fetch_optional(conn)
+    .await
+}
+
+/// Up to `limit` topics named after `after`, by name: each name is one index seek, its
+/// first and last ids one more each, its count a read of its part of the index.
+///
+/// # Errors
+/// When the database cannot be read.
+pub async fn topics(
+    conn: impl PgExecutor<'_>,
+    after: &str,
+    limit: i64,
+) -> Result<Vec<TopicRow>, sqlx::Error> {
+    sqlx::query_as!(
+        TopicRow,
+        r#"WITH RECURSIVE names(name) AS (
+               SELECT (SELECT min(topic) FROM facts WHERE topic > $1)
+               UNION ALL
+               SELECT (SELECT min(topic) FROM facts WHERE topic > names.name)
+               FROM names WHERE names.name IS NOT NULL)
+           SELECT name AS "name!",
+                  (SELECT min(id) FROM facts WHERE topic = names.name) AS "first_id!",
+                  (SELECT max(id) FROM facts WHERE topic = names.name) AS "last_id!",
+                  (SELECT count(*) FROM facts WHERE topic = names.name) AS "facts!"
+           FROM names WHERE name IS NOT NULL
+           LIMIT $2"#,
+        after,
+        limit
+    )
+    .fetch_all(conn)
+    .await
+}
+
+/// One topic; `None` when it has no facts.
+///
+/// # Errors
+/// When the database cannot be read.
+pub async fn topic(conn: impl PgExecutor<'_>, name: &str) -> Result<Option<TopicRow>, sqlx::Error> {
+    sqlx::query_as!(
+        TopicRow,
+        r#"SELECT $1::text AS "name!", min(id) AS "first_id!", max(id) AS "last_id!",
+                  count(*) AS "facts!"
+           FROM facts WHERE topic = $1
+           HAVING count(*) > 0"#,
+        name
     )
     .fetch_optional(conn)
     .await
@@ -204,7 +386,7 @@ pub async fn newest_id(conn: impl PgExecutor<'_>) -> Result<i64, sqlx::Error> {
 pub async fn get(conn: impl PgExecutor<'_>, id: i64) -> Result<Option<FactRow>, sqlx::Error> {
     sqlx::query_as!(
         FactRow,
-        r#"SELECT id, event, fact, factlog_time(created_at) AS "created_at!"
+        r#"SELECT id, topic, event, fact, factlog_time(created_at) AS "created_at!"
            FROM facts WHERE id = $1"#,
         id
     )

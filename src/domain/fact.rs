@@ -3,17 +3,20 @@
 use bytes::BytesMut;
 
 use super::event::EventName;
-use super::frame;
+use super::frame::{self, Format};
 use super::key::IdempotencyKey;
+use super::topic::TopicName;
 
 /// A fact to append, already validated: what the HTTP layer hands the writer.
 #[derive(Debug)]
 pub struct NewFact {
+    /// The topic it belongs to.
+    pub topic: TopicName,
     /// Its SSE event type, if any.
     pub event: Option<EventName>,
     /// The fact as compact JSON text: no line break, so it fits one `data:` line.
     pub fact: String,
-    /// The publisher's idempotency key, if any.
+    /// The publisher's idempotency key, if any; scoped to the topic.
     pub key: Option<IdempotencyKey>,
 }
 
@@ -22,6 +25,8 @@ pub struct NewFact {
 pub struct FactRecord {
     /// Position in the log; also the SSE event id.
     pub id: i64,
+    /// The topic it belongs to.
+    pub topic: String,
     /// The SSE event type; `None` for a fact posted without one.
     pub event: Option<String>,
     /// The fact as compact JSON text.
@@ -36,8 +41,26 @@ impl FactRecord {
         self.event.as_deref().unwrap_or(EventName::DEFAULT)
     }
 
-    /// Appends this fact's SSE frame to `buf` (see [`frame::fact`]).
-    pub fn render_frame(&self, buf: &mut BytesMut) {
-        frame::fact(buf, self.id, self.event.as_deref(), &self.fact);
+    /// Appends this fact's SSE frame in `format` to `buf` (see [`frame::fact`]).
+    pub fn render_frame(&self, buf: &mut BytesMut, format: Format) {
+        frame::fact(
+            buf,
+            format,
+            &frame::Fields {
+                id: self.id,
+                topic: &self.topic,
+                event: self.event.as_deref(),
+                created_at: &self.created_at,
+                fact: &self.fact,
+            },
+        );
+    }
+
+    /// Whether this record holds what `new` would append: the same topic, event type and
+    /// fact (as compact JSON text). A retry with the same idempotency key must match.
+    pub fn matches(&self, new: &NewFact) -> bool {
+        self.topic == new.topic.as_str()
+            && self.event.as_deref() == new.event.as_ref().map(EventName::as_str)
+            && self.fact == new.fact
     }
 }

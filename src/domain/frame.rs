@@ -10,20 +10,70 @@ use bytes::{BufMut as _, Bytes, BytesMut};
 /// The comment an idle stream gets every `--keep-alive-secs`.
 pub const KEEP_ALIVE: &[u8] = b": keep-alive\n\n";
 
+/// What a fact's `data:` line holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Format {
+    /// The fact itself, as the tutorial's clients expect.
+    Fact,
+    /// The whole record: `{"id", "topic", "event", "fact", "created_at"}`, for clients of
+    /// several topics that must know where each fact came from, and when.
+    Record,
+}
+
+/// A stored fact's parts, as a frame shows them.
+#[derive(Debug, Clone, Copy)]
+pub struct Fields<'a> {
+    /// Its id.
+    pub id: i64,
+    /// Its topic.
+    pub topic: &'a str,
+    /// Its event type, if it has one.
+    pub event: Option<&'a str>,
+    /// When its group was committed (RFC 3339, UTC).
+    pub created_at: &'a str,
+    /// The fact, as compact JSON text.
+    pub fact: &'a str,
+}
+
 /// Appends the frame of one fact to `buf`: `id:`, then `event:` when it has a type, then
-/// `data:` and a blank line. The fact is compact JSON, so it never holds a line break and
-/// always fits one `data:` line; every `\n\n` in rendered frames ends a frame.
-pub fn fact(buf: &mut BytesMut, id: i64, event: Option<&str>, fact: &str) {
+/// `data:` and a blank line. The fact is compact JSON and the other fields are of safe
+/// character sets (names, digits, an RFC 3339 time), so `data:` never holds a line break
+/// and every `\n\n` in rendered frames ends a frame.
+pub fn fact(buf: &mut BytesMut, format: Format, fields: &Fields<'_>) {
     let mut digits = itoa::Buffer::new();
-    buf.reserve(fact.len() + 40);
+    let id = digits.format(fields.id);
+    buf.reserve(fields.fact.len() + 40);
     buf.put_slice(b"id: ");
-    buf.put_slice(digits.format(id).as_bytes());
-    if let Some(event) = event {
+    buf.put_slice(id.as_bytes());
+    if let Some(event) = fields.event {
         buf.put_slice(b"\nevent: ");
         buf.put_slice(event.as_bytes());
     }
     buf.put_slice(b"\ndata: ");
-    buf.put_slice(fact.as_bytes());
+    match format {
+        Format::Fact => buf.put_slice(fields.fact.as_bytes()),
+        Format::Record => {
+            // The names and the time need no escaping: their character sets have no `"`
+            // or `\`.
+            buf.reserve(fields.topic.len() + fields.created_at.len() + 80);
+            buf.put_slice(b"{\"id\":");
+            buf.put_slice(id.as_bytes());
+            buf.put_slice(b",\"topic\":\"");
+            buf.put_slice(fields.topic.as_bytes());
+            match fields.event {
+                Some(event) => {
+                    buf.put_slice(b"\",\"event\":\"");
+                    buf.put_slice(event.as_bytes());
+                    buf.put_slice(b"\",\"fact\":");
+                }
+                None => buf.put_slice(b"\",\"event\":null,\"fact\":"),
+            }
+            buf.put_slice(fields.fact.as_bytes());
+            buf.put_slice(b",\"created_at\":\"");
+            buf.put_slice(fields.created_at.as_bytes());
+            buf.put_slice(b"\"}");
+        }
+    }
     buf.put_slice(b"\n\n");
 }
 
@@ -44,13 +94,51 @@ mod tests {
 
     #[test]
     fn frames() {
+        let mut fields = Fields {
+            id: 7,
+            topic: "orders.eu",
+            event: None,
+            created_at: "2026-11-30T12:00:00.000Z",
+            fact: r#"{"a":"b\nc"}"#,
+        };
         let mut buf = BytesMut::new();
-        fact(&mut buf, 7, None, r#"{"a":"b\nc"}"#);
+        fact(&mut buf, Format::Fact, &fields);
         assert_eq!(&buf[..], b"id: 7\ndata: {\"a\":\"b\\nc\"}\n\n");
         buf.clear();
-        fact(&mut buf, 7, Some("x.y"), r#"{"a":"b\nc"}"#);
+        fields.event = Some("x.y");
+        fact(&mut buf, Format::Fact, &fields);
         assert_eq!(&buf[..], b"id: 7\nevent: x.y\ndata: {\"a\":\"b\\nc\"}\n\n");
         assert_eq!(&retry(2000)[..], b"retry: 2000\n\n");
         assert_eq!(&reset(9)[..], b"event: reset\ndata: {\"last_id\":9}\n\n");
+    }
+
+    #[test]
+    fn records_are_json_objects_of_the_whole_record() {
+        let mut fields = Fields {
+            id: 12,
+            topic: "chat.lobby",
+            event: None,
+            created_at: "2026-11-30T12:00:00.000Z",
+            fact: r#"{"text":"hi, \"you\""}"#,
+        };
+        for event in [None, Some("said")] {
+            fields.event = event;
+            let mut buf = BytesMut::new();
+            fact(&mut buf, Format::Record, &fields);
+            let text = std::str::from_utf8(&buf).expect("UTF-8");
+            let data = text
+                .lines()
+                .find_map(|l| l.strip_prefix("data: "))
+                .expect("a data line");
+            let record: serde_json::Value = serde_json::from_str(data).expect("JSON");
+            assert_eq!(
+                record,
+                serde_json::json!({
+                    "id": 12, "topic": "chat.lobby", "event": event,
+                    "fact": {"text": "hi, \"you\""}, "created_at": "2026-11-30T12:00:00.000Z"
+                })
+            );
+            assert!(text.ends_with("\n\n") && text.matches("\n\n").count() == 1);
+        }
     }
 }

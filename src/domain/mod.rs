@@ -1,6 +1,6 @@
 //! The values that cross factlog's boundary, parsed once at the edge so that holding one
-//! proves it is valid: event names and filters, idempotency keys, positions in the log,
-//! facts to append and stored facts, and (in [`frame`]) the text of every SSE frame.
+//! proves it is valid: topics, event names and filters, idempotency keys, positions in the
+//! log, facts to append and stored facts, and (in [`frame`]) the text of every SSE frame.
 //!
 //! The bottom layer: nothing here imports another module of this crate, touches the
 //! network or the database. Each parser fails with [`Invalid`], which says in words for a
@@ -14,6 +14,7 @@ mod form;
 mod invalid;
 mod key;
 mod position;
+mod topic;
 
 pub use event::{EventFilter, EventName};
 pub use fact::{FactRecord, NewFact};
@@ -21,3 +22,4 @@ pub use form::parse_urlencoded;
 pub use invalid::Invalid;
 pub use key::IdempotencyKey;
 pub use position::{StartPosition, parse_position};
+pub use topic::{TopicName, TopicSet};

@@ -27,6 +27,19 @@ pub enum AppError {
     /// No such fact.
     #[error("no fact with id {0}")]
     NotFound(i64),
+    /// No such topic: none of its facts is in the log.
+    #[error("no topic named {0} (a topic exists once it holds a fact)")]
+    NoSuchTopic(String),
+    /// The idempotency key was used before on the topic for a different fact.
+    #[error(
+        "Idempotency-Key was already used on topic {topic} for a different fact (id {id}); nothing was written"
+    )]
+    KeyConflict {
+        /// The topic.
+        topic: String,
+        /// The fact the key first published.
+        id: i64,
+    },
     /// The body is larger than `--max-body-bytes`.
     #[error("the request body is larger than the limit of {0} bytes")]
     PayloadTooLarge(usize),
@@ -58,7 +71,8 @@ impl AppError {
         match self {
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::Unauthorized => StatusCode::UNAUTHORIZED,
-            Self::NotFound(_) => StatusCode::NOT_FOUND,
+            Self::NotFound(_) | Self::NoSuchTopic(_) => StatusCode::NOT_FOUND,
+            Self::KeyConflict { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::TooManySubscribers | Self::Unavailable(_) | Self::ShuttingDown => {

@@ -31,6 +31,7 @@ pub fn build(state: AppState) -> impl Endpoint<Output = Response> {
     // The edge goes over a boxed inner tree: see `middleware/edge.rs`.
     let inner = Route::new()
         .at("/events", get(sse::events))
+        .at("/topics/:topic/events", get(sse::topic_events))
         .at("/metrics", get(ops::metrics))
         .at("/healthz", get(ops::healthz))
         .at("/openapi.json", spec)

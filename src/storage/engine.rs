@@ -8,11 +8,12 @@ use std::sync::Arc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use super::model::{Appended, Publish, StorageError, redact};
+use super::model::{Appended, Publish, Selection, StorageError, TopicSummary, redact};
 use super::page::FramePage;
 use super::{postgres, sqlite};
 use crate::config::SyncLevel;
-use crate::domain::{EventFilter, FactRecord, NewFact};
+use crate::domain::frame::Format;
+use crate::domain::{FactRecord, NewFact};
 
 /// Read access to the log. Cheap to clone.
 #[derive(Clone, Debug)]
@@ -80,66 +81,90 @@ pub async fn open(url: &str, sync: SyncLevel) -> anyhow::Result<Opened> {
 
 /// Every read fails with [`StorageError`] when the database cannot be read.
 impl Storage {
-    /// Up to `limit` facts with an id larger than `after`, oldest first, only those the
-    /// filter passes when there is one.
+    /// Up to `limit` facts with an id larger than `after` of the selected topics (event
+    /// types are not filtered here), oldest first.
     pub async fn read_after(
         &self,
         after: i64,
         limit: i64,
-        filter: Option<&EventFilter>,
+        selection: &Selection<'_>,
     ) -> Result<Vec<FactRecord>, StorageError> {
         match self {
-            Self::Sqlite(db) => db.read_after(after, limit, filter).await,
-            Self::Postgres(db) => db.read_after(after, limit, filter).await,
+            Self::Sqlite(db) => db.read_after(after, limit, selection).await,
+            Self::Postgres(db) => db.read_after(after, limit, selection).await,
         }
     }
 
-    /// A stream's next replay page: up to `rows` facts after `after` that the filter
-    /// passes, rendered into SSE frames, stopping after the frame that reaches
-    /// `max_bytes` (see [`FramePage`]).
+    /// A stream's next replay page: up to `rows` selected facts after `after`, rendered
+    /// into SSE frames in `format`, stopping after the frame that reaches `max_bytes` (see
+    /// [`FramePage`]).
     pub async fn read_frames(
         &self,
         after: i64,
         rows: i64,
-        filter: Option<&EventFilter>,
+        selection: &Selection<'_>,
+        format: Format,
         max_bytes: usize,
     ) -> Result<FramePage, StorageError> {
         match self {
-            Self::Sqlite(db) => db.read_frames(after, rows, filter, max_bytes).await,
-            Self::Postgres(db) => db.read_frames(after, rows, filter, max_bytes).await,
+            Self::Sqlite(db) => {
+                db.read_frames(after, rows, selection, format, max_bytes)
+                    .await
+            }
+            Self::Postgres(db) => {
+                db.read_frames(after, rows, selection, format, max_bytes)
+                    .await
+            }
         }
     }
 
-    /// Up to `limit` facts with an id smaller than `before`, oldest first: the page just
-    /// before a position, for reading the log backwards.
+    /// Up to `limit` facts with an id smaller than `before` of the selected topics, oldest
+    /// first: the page just before a position, for reading the log backwards.
     pub async fn read_before(
         &self,
         before: i64,
         limit: i64,
+        selection: &Selection<'_>,
     ) -> Result<Vec<FactRecord>, StorageError> {
         let mut rows = match self {
-            Self::Sqlite(db) => db.read_before(before, limit).await?,
-            Self::Postgres(db) => db.read_before(before, limit).await?,
+            Self::Sqlite(db) => db.read_before(before, limit, selection).await?,
+            Self::Postgres(db) => db.read_before(before, limit, selection).await?,
         };
         rows.reverse();
         Ok(rows)
     }
 
-    /// The position just before the newest `n` facts the filter passes, so that reading
-    /// after it yields exactly those; 0 when the log holds fewer.
+    /// The position just before the newest `n` selected facts, so that reading after it
+    /// yields exactly those; 0 when the log holds fewer.
     pub async fn position_before_tail(
         &self,
         n: i64,
-        filter: Option<&EventFilter>,
+        selection: &Selection<'_>,
     ) -> Result<i64, StorageError> {
         if n == 0 {
             return self.newest_id().await;
         }
         let nth_newest = match self {
-            Self::Sqlite(db) => db.nth_newest(filter, n - 1).await?,
-            Self::Postgres(db) => db.nth_newest(filter, n - 1).await?,
+            Self::Sqlite(db) => db.nth_newest(selection, n - 1).await?,
+            Self::Postgres(db) => db.nth_newest(selection, n - 1).await?,
         };
         Ok(nth_newest.map_or(0, |id| id - 1))
+    }
+
+    /// Up to `limit` topics named after `after` (`""`: from the first), by name.
+    pub async fn topics(&self, after: &str, limit: i64) -> Result<Vec<TopicSummary>, StorageError> {
+        match self {
+            Self::Sqlite(db) => db.topics(after, limit).await,
+            Self::Postgres(db) => db.topics(after, limit).await,
+        }
+    }
+
+    /// One topic's summary; `None` when it has no facts.
+    pub async fn topic(&self, name: &str) -> Result<Option<TopicSummary>, StorageError> {
+        match self {
+            Self::Sqlite(db) => db.topic(name).await,
+            Self::Postgres(db) => db.topic(name).await,
+        }
     }
 
     /// The newest id the log has handed out, 0 when none: from where ids are handed out,
@@ -185,8 +210,9 @@ impl Storage {
 }
 
 impl Appender {
-    /// Appends the facts in one transaction and returns what became of each, in order; the
-    /// new facts' ids increase in row order. Keys must not repeat among the rows.
+    /// Appends the facts in one transaction and returns what became of each, in order
+    /// (`Created`, or `Existing` for a key already used on the topic); the new facts' ids
+    /// increase in row order. A (topic, key) must not repeat among the rows.
     ///
     /// # Errors
     /// When the database refuses the group; nothing of it is written then.

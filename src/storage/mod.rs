@@ -7,8 +7,9 @@
 //!   back [`Storage`] (reads), an [`Appender`] (for the writer) and, with PostgreSQL, a
 //!   [`Follower`].
 //! - `model.rs`, `page.rs`: the engine-neutral types: [`Appended`], [`StorageError`],
-//!   [`Publish`], and replay pages rendered into frames ([`FramePage`]).
-//! - `sqlite.rs`: the default engine, one file and one process.
+//!   [`Publish`], [`Selection`] (topics and event types), and replay pages rendered into
+//!   frames ([`FramePage`]); `migrate.rs` announces migrations.
+//! - `sqlite/`: the default engine, one file and one process.
 //! - `postgres/`: one database shared by many instances and by programs that publish
 //!   through SQL; its follower publishes what others commit.
 //! - [`writer`]: the one thread that appends, in groups; `queue.rs`, its queue and the
@@ -17,6 +18,7 @@
 //! Files here import siblings, never this front door, so the imports stay one-way.
 
 mod engine;
+mod migrate;
 mod model;
 mod page;
 mod postgres;
@@ -25,5 +27,5 @@ mod sqlite;
 pub mod writer;
 
 pub use engine::{Appender, Follower, Opened, Storage, open};
-pub use model::{Appended, Publish, StorageError, redact};
+pub use model::{Appended, Publish, Selection, StorageError, TopicSummary, redact};
 pub use page::FramePage;

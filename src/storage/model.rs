@@ -2,15 +2,42 @@
 //! append, the error every storage call fails with, where committed facts are handed, and
 //! the JSON form both engines' append statements take.
 
-use crate::domain::{FactRecord, NewFact};
+use crate::domain::{EventFilter, FactRecord, NewFact, TopicSet};
 
 /// What an append did for one fact.
 #[derive(Debug, Clone)]
 pub enum Appended {
     /// A new fact was committed.
     Created(FactRecord),
-    /// The idempotency key was used before: this is the record its first use made.
+    /// The idempotency key was used before on the topic, for the same fact: this is the
+    /// record its first use made.
     Existing(FactRecord),
+    /// The idempotency key was used before on the topic for a different fact (another
+    /// body or event type): nothing was written; this is the record of its first use.
+    Conflict(FactRecord),
+}
+
+/// Which facts a read wants: those of these topics (every topic when `None`) and of
+/// these event types (every type when `None`).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Selection<'a> {
+    /// The topics.
+    pub topics: Option<&'a TopicSet>,
+    /// The event types.
+    pub events: Option<&'a EventFilter>,
+}
+
+/// A topic as `GET /topics` lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopicSummary {
+    /// Its name.
+    pub name: String,
+    /// Its oldest fact's id.
+    pub first_id: i64,
+    /// Its newest fact's id.
+    pub last_id: i64,
+    /// How many facts it holds.
+    pub facts: i64,
 }
 
 /// Everything a storage call can fail with. The causes are for the log: the HTTP layer
@@ -63,23 +90,34 @@ pub trait Publish: Send + Sync {
     fn newest_id(&self) -> i64;
 }
 
-/// The facts as the JSON array of `[event, fact, key]` triples that both engines' append
-/// statements take.
+/// The facts as the JSON array of `[topic, event, fact, key]` quadruples that both
+/// engines' append statements take.
 ///
 /// # Errors
 /// Never in practice (every value is a string or null); an error is our own fault.
 pub fn rows_json(rows: &[&NewFact]) -> Result<String, StorageError> {
-    let triples: Vec<_> = rows
+    let quadruples: Vec<_> = rows
         .iter()
         .map(|r| {
             (
+                r.topic.as_str(),
                 r.event.as_ref().map(|e| e.as_str()),
                 r.fact.as_str(),
                 r.key.as_ref().map(|k| k.as_str()),
             )
         })
         .collect();
-    serde_json::to_string(&triples).map_err(|e| StorageError::Internal(e.into()))
+    serde_json::to_string(&quadruples).map_err(|e| StorageError::Internal(e.into()))
+}
+
+/// The selection as the queries take it: the topics and the event types as JSON arrays
+/// (`None`: all), and whether facts stored without a type pass.
+pub fn selection_params<'a>(selection: &Selection<'a>) -> (Option<&'a str>, Option<&'a str>, bool) {
+    let topics = selection.topics.map(TopicSet::names_json);
+    let (events, untyped) = selection.events.map_or((None, true), |f| {
+        (Some(f.names_json()), f.includes_untyped())
+    });
+    (topics, events, untyped)
 }
 
 /// `url` with its password, if any, replaced by `***`: database URLs go to logs and error

@@ -170,6 +170,7 @@ mod tests {
     fn job(bytes: usize) -> Job {
         Job {
             fact: NewFact {
+                topic: crate::domain::TopicName::default_topic(),
                 event: None,
                 fact: "x".repeat(bytes),
                 key: None,

@@ -126,11 +126,21 @@ fn run(
 }
 
 /// Where a job's answer comes from.
+#[derive(Clone, Copy)]
 enum Source {
     /// What became of the n-th row of the group.
     Row(usize),
     /// The job's key was first used by another job of this group, whose row is the n-th.
     Repeat(usize),
+}
+
+impl Source {
+    /// The row whose outcome answers.
+    fn row(self) -> usize {
+        match self {
+            Self::Row(i) | Self::Repeat(i) => i,
+        }
+    }
 }
 
 /// Writes one group, publishes what it added, and answers its requests.
@@ -142,14 +152,14 @@ fn commit(
     metrics: &Metrics,
 ) {
     let started = Instant::now();
-    // Decide each fact's row before writing: a key repeated inside the group is written
-    // once, by its first use, and its later uses answer with that record.
+    // Decide each fact's row before writing: a (topic, key) repeated inside the group is
+    // written once, by its first use, and its later uses answer with that record.
     let mut sources = Vec::with_capacity(group.len());
     let mut rows: Vec<&NewFact> = Vec::with_capacity(group.len());
-    let mut first_use: HashMap<&str, usize> = HashMap::new();
+    let mut first_use: HashMap<(&str, &str), usize> = HashMap::new();
     for Job { fact, .. } in &group {
-        let key = fact.key.as_ref().map(|k| k.as_str());
-        if let Some(&row) = key.and_then(|k| first_use.get(k)) {
+        let key = fact.key.as_ref().map(|k| (fact.topic.as_str(), k.as_str()));
+        if let Some(&row) = key.and_then(|k| first_use.get(&k)) {
             sources.push(Source::Repeat(row));
             continue;
         }
@@ -169,22 +179,30 @@ fn commit(
             return;
         }
     };
+    // A key used before answers with its first record if the retry is the same fact, and
+    // is refused if it is another (a client reusing a key by mistake must hear of it).
     let answers: Vec<Appended> = sources
         .into_iter()
-        .map(|source| match source {
-            Source::Row(i) => outcomes[i].clone(),
-            Source::Repeat(i) => match &outcomes[i] {
-                Appended::Created(record) | Appended::Existing(record) => {
+        .zip(&group)
+        .map(|(source, job)| match (source, &outcomes[source.row()]) {
+            (Source::Row(_), Appended::Created(record)) => Appended::Created(record.clone()),
+            (
+                _,
+                Appended::Created(record) | Appended::Existing(record) | Appended::Conflict(record),
+            ) => {
+                if record.matches(&job.fact) {
                     Appended::Existing(record.clone())
+                } else {
+                    Appended::Conflict(record.clone())
                 }
-            },
+            }
         })
         .collect();
     let inserted: Vec<FactRecord> = outcomes
         .into_iter()
         .filter_map(|outcome| match outcome {
             Appended::Created(record) => Some(record),
-            Appended::Existing(_) => None,
+            Appended::Existing(_) | Appended::Conflict(_) => None,
         })
         .collect();
     if !inserted.is_empty() {

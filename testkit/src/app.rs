@@ -183,6 +183,15 @@ impl TestApp {
         all_ids(&self.client, &self.base).await
     }
 
+    /// Opens the stream at `path` (which may carry a query).
+    pub async fn get_stream(&self, path: &str) -> SseStream {
+        let response = tokio::time::timeout(WAIT, self.client.get(self.url(path)).send())
+            .await
+            .expect("the stream opens in time")
+            .expect("the stream opens");
+        SseStream::new(response)
+    }
+
     /// Opens `GET /events?{query}`, with a `Last-Event-ID` header when given.
     pub async fn events(&self, query: &str, last_event_id: Option<&str>) -> SseStream {
         let mut request = self.client.get(self.url(&format!("/events?{query}")));

@@ -180,6 +180,31 @@ impl PgDatabase {
         }
     }
 
+    /// Creates the database if it does not exist yet (factlog creates it on start; a test
+    /// that restores a dump first needs it before).
+    pub async fn create(&self) {
+        let name = url::Url::parse(&self.url)
+            .expect("a URL")
+            .path()
+            .trim_start_matches('/')
+            .to_owned();
+        let mut maintenance = sqlx::PgConnection::connect(&self.url_of("postgres"))
+            .await
+            .expect("the test connects to PostgreSQL");
+        let exists: bool =
+            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
+                .bind(&name)
+                .fetch_one(&mut maintenance)
+                .await
+                .expect("the catalog is read");
+        if !exists {
+            sqlx::raw_sql(&format!("CREATE DATABASE \"{name}\""))
+                .execute(&mut maintenance)
+                .await
+                .expect("the database is created");
+        }
+    }
+
     /// A connection of the test's own, for what a worker or an operator would do.
     pub async fn connect(&self) -> sqlx::PgConnection {
         sqlx::PgConnection::connect(&self.url)

@@ -67,33 +67,62 @@ async fn different_idempotency_keys_each_append() {
     assert_eq!(app.all_ids().await, ids);
 }
 
+/// A key names one fact on one topic: reused for another body or another event type it is
+/// refused with 422 (a client reusing keys by mistake must hear of it), and nothing is
+/// written; on another topic it is another key.
 #[tokio::test]
-async fn a_key_retried_with_a_different_body_still_answers_the_first_record() {
-    // Documented behaviour: the key alone identifies the POST. A second POST with a known
-    // key is taken for a retry whatever its body (or event) says: nothing is appended and
-    // the answer is 200 with the record the first POST created. The new body is ignored,
-    // not compared and not refused.
-    let app = spawn_app().await;
+async fn a_key_reused_for_another_fact_is_refused_with_422() {
+    a_key_reused_for_another_fact_is_refused_with_422_on(spawn_app().await).await;
+}
+
+/// The test above, over the app given (SQLite's or PostgreSQL's).
+pub async fn a_key_reused_for_another_fact_is_refused_with_422_on(app: TestApp) {
     let first = app
         .post_with_key("/facts", "same-key", &json!({"version": 1}))
         .await;
     assert_eq!(first.status(), 201);
     let first: Value = first.json().await.expect("a JSON record");
 
-    let second = app
+    let other_body = app
+        .client
+        .post(app.url("/facts"))
+        .header("idempotency-key", "same-key")
+        .json(&json!({"version": 2}));
+    let message = {
+        let response = other_body.send().await.expect("answered");
+        expect_error(response, 422, "the key with another body").await
+    };
+    assert!(message.contains("already used"), "{message}");
+    let other_event = app
         .client
         .post(app.url("/facts?event=changed"))
         .header("idempotency-key", "same-key")
-        .json(&json!({"version": 2}))
-        .send()
-        .await
-        .expect("the POST is answered");
-    assert_eq!(second.status(), 200);
-    let second: Value = second.json().await.expect("a JSON record");
-    assert_eq!(second, first);
-    assert_eq!(second["fact"], json!({"version": 1}), "the first body wins");
-    assert!(second["event"].is_null(), "and the first event type");
-    assert_eq!(app.all_ids().await, [1]);
+        .json(&json!({"version": 1}));
+    expect_refused(&app, other_event, 422, "the key with another event type").await;
+    assert_eq!(app.all_ids().await, [1], "nothing was written");
+
+    // The same fact again is a retry: 200 and the first record.
+    let again = app
+        .post_with_key("/facts", "same-key", &json!({"version": 1}))
+        .await;
+    assert_eq!(again.status(), 200);
+    assert_eq!(again.json::<Value>().await.expect("a record"), first);
+
+    // Keys are scoped to the topic: the same key on another topic is another fact.
+    let elsewhere = app
+        .post_with_key("/topics/other/facts", "same-key", &json!({"version": 2}))
+        .await;
+    assert_eq!(elsewhere.status(), 201);
+    let elsewhere: Value = elsewhere.json().await.expect("a record");
+    assert_eq!(
+        (elsewhere["id"].as_i64(), elsewhere["topic"].as_str()),
+        (Some(2), Some("other"))
+    );
+    let retried = app
+        .post_with_key("/topics/other/facts", "same-key", &json!({"version": 2}))
+        .await;
+    assert_eq!(retried.status(), 200);
+    assert_eq!(retried.json::<Value>().await.expect("a record"), elsewhere);
 }
 
 #[tokio::test]

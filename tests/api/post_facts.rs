@@ -75,7 +75,11 @@ async fn posting_json_answers_201_with_location_and_the_record() {
     let object = record.as_object().expect("the record is an object");
     let mut keys: Vec<&str> = object.keys().map(String::as_str).collect();
     keys.sort_unstable();
-    assert_eq!(keys, ["created_at", "event", "fact", "id"]);
+    assert_eq!(keys, ["created_at", "event", "fact", "id", "topic"]);
+    assert_eq!(
+        record["topic"], "default",
+        "POST /facts appends to the topic default"
+    );
     let id = record["id"].as_i64().expect("a numeric id");
     assert_eq!(id, 1, "the first fact of a new log");
     assert_eq!(location, format!("/facts/{id}"));

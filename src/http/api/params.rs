@@ -12,7 +12,7 @@ use poem_openapi::ExtractParamOptions;
 use poem_openapi::registry::{MetaParamIn, MetaSchemaRef};
 use poem_openapi::types::Type as _;
 
-use crate::domain::{EventName, IdempotencyKey, parse_urlencoded};
+use crate::domain::{EventName, IdempotencyKey, TopicName, TopicSet, parse_urlencoded};
 use crate::http::error::AppError;
 
 /// `?event=<name>`: the fact's SSE event type, at most once.
@@ -57,6 +57,44 @@ impl<'a> ApiExtractor<'a> for EventParam {
         Ok(Self(Some(
             EventName::parse(&value).map_err(AppError::from)?,
         )))
+    }
+}
+
+/// `?topic=<name>` (repeatable, at most [`TopicSet::MAX`]): the topics a read selects;
+/// every topic when there is none.
+#[derive(Debug)]
+pub struct TopicsParam(pub Option<TopicSet>);
+
+impl<'a> ApiExtractor<'a> for TopicsParam {
+    const TYPES: &'static [ApiExtractorType] = &[ApiExtractorType::Parameter];
+    type ParamType = Vec<String>;
+    type ParamRawType = ();
+
+    fn param_in() -> Option<MetaParamIn> {
+        Some(MetaParamIn::Query)
+    }
+
+    fn param_schema_ref() -> Option<MetaSchemaRef> {
+        Some(Vec::<String>::schema_ref())
+    }
+
+    async fn from_request(
+        request: &'a Request,
+        _body: &mut RequestBody,
+        options: ExtractParamOptions<Vec<String>>,
+    ) -> poem::Result<Self> {
+        let query = request.uri().query().unwrap_or_default();
+        if query.is_empty() {
+            return Ok(Self(None));
+        }
+        let names = parse_urlencoded(query.as_bytes())
+            .map_err(AppError::from)?
+            .into_iter()
+            .filter(|(name, _)| name == options.name)
+            .map(|(_, value)| TopicName::parse(&value))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(AppError::from)?;
+        Ok(Self(TopicSet::new(names).map_err(AppError::from)?))
     }
 }
 

@@ -13,6 +13,8 @@ use crate::http::error::AppError;
 pub struct Fact {
     /// Position in the log, and the SSE event id.
     pub id: i64,
+    /// The topic it belongs to.
+    pub topic: String,
     /// The SSE event type; null for a fact posted without one.
     pub event: Option<String>,
     /// The fact as it was posted.
@@ -33,6 +35,7 @@ impl TryFrom<FactRecord> for Fact {
         })?;
         Ok(Self {
             id: record.id,
+            topic: record.topic,
             event: record.event,
             fact,
             created_at: record.created_at,

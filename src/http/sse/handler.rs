@@ -1,4 +1,4 @@
-//! The request side of `GET /events`.
+//! The request side of `GET /events` and `GET /topics/{topic}/events`.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -6,21 +6,25 @@ use std::time::Duration;
 use bytes::BytesMut;
 use futures_util::StreamExt as _;
 use poem::http::{HeaderValue, header};
-use poem::web::Data;
+use poem::web::{Data, Path};
 use poem::{Body, Request, Response, handler};
 
 use super::stream::Stream;
-use crate::domain::{EventFilter, EventName, StartPosition, frame, parse_urlencoded};
+use crate::domain::frame::{self, Format};
+use crate::domain::{EventFilter, EventName, StartPosition, TopicName, TopicSet, parse_urlencoded};
 use crate::http::error::AppError;
 use crate::http::state::AppState;
+use crate::storage::Selection;
 
-/// What the query string of `GET /events` may say.
+/// What the query string of a stream may say.
 #[derive(Debug, Default)]
 struct EventsQuery {
     last_event_id: Option<String>,
     after: Option<String>,
     tail: Option<String>,
+    format: Option<String>,
     events: Vec<EventName>,
+    topics: Vec<TopicName>,
 }
 
 impl EventsQuery {
@@ -31,11 +35,16 @@ impl EventsQuery {
                 "lastEventId" => &mut parsed.last_event_id,
                 "after" => &mut parsed.after,
                 "tail" => &mut parsed.tail,
+                "format" => &mut parsed.format,
                 "event" => {
                     let event = EventName::parse(&value)?;
                     if !parsed.events.contains(&event) {
                         parsed.events.push(event);
                     }
+                    continue;
+                }
+                "topic" => {
+                    parsed.topics.push(TopicName::parse(&value)?);
                     continue;
                 }
                 // Unknown parameters (cache busters, tracking) are ignored.
@@ -49,12 +58,50 @@ impl EventsQuery {
         }
         Ok(parsed)
     }
+
+    /// `?format=`: the fact itself (the default), or the whole record.
+    fn format(&self) -> Result<Format, AppError> {
+        match self.format.as_deref() {
+            None | Some("fact") => Ok(Format::Fact),
+            Some("record") => Ok(Format::Record),
+            Some(_) => Err(AppError::bad_request("format must be fact or record")),
+        }
+    }
 }
 
-/// `GET /events`: the log as Server-Sent Events, from the requested start, then live.
+/// `GET /events`: the log as Server-Sent Events (the facts of `?topic=`, or of every
+/// topic), from the requested start, then live.
 #[handler]
 pub async fn events(req: &Request, state: Data<&AppState>) -> Result<Response, AppError> {
     let query = EventsQuery::parse(req.uri().query().unwrap_or_default())?;
+    let topics = TopicSet::new(query.topics.clone())?;
+    open(req, &state, query, topics).await
+}
+
+/// `GET /topics/{topic}/events`: `GET /events?topic={topic}`.
+#[handler]
+pub async fn topic_events(
+    req: &Request,
+    topic: Path<String>,
+    state: Data<&AppState>,
+) -> Result<Response, AppError> {
+    let query = EventsQuery::parse(req.uri().query().unwrap_or_default())?;
+    if !query.topics.is_empty() {
+        return Err(AppError::bad_request(
+            "give the topics either in the path or as ?topic=, not both",
+        ));
+    }
+    let topics = TopicSet::new(vec![TopicName::parse(&topic)?])?;
+    open(req, &state, query, topics).await
+}
+
+/// Opens a stream of `topics` (every topic when `None`).
+async fn open(
+    req: &Request,
+    state: &AppState,
+    query: EventsQuery,
+    topics: Option<TopicSet>,
+) -> Result<Response, AppError> {
     let start = StartPosition::resolve(
         req.headers()
             .get("last-event-id")
@@ -63,6 +110,7 @@ pub async fn events(req: &Request, state: Data<&AppState>) -> Result<Response, A
         query.after.as_deref(),
         query.tail.as_deref(),
     )?;
+    let format = query.format()?;
     let filter = EventFilter::new(query.events)?;
 
     let guard = state
@@ -70,15 +118,19 @@ pub async fn events(req: &Request, state: Data<&AppState>) -> Result<Response, A
         .open_stream()
         .ok_or(AppError::TooManySubscribers)?;
     // Subscribe before the first read of the database: see `stream.rs`.
-    let live = state.notifier.subscribe().ok_or(AppError::ShuttingDown)?;
+    let live = state
+        .notifier
+        .subscribe(topics)
+        .ok_or(AppError::ShuttingDown)?;
+    let selection = Selection {
+        topics: live.topics(),
+        events: filter.as_ref(),
+    };
 
     let (cursor, reset) = match start {
         StartPosition::Beginning => (0, None),
         StartPosition::Tail(n) => (
-            state
-                .storage
-                .position_before_tail(n, filter.as_ref())
-                .await?,
+            state.storage.position_before_tail(n, &selection).await?,
             None,
         ),
         StartPosition::After(id) => {
@@ -108,6 +160,7 @@ pub async fn events(req: &Request, state: Data<&AppState>) -> Result<Response, A
     let stream = Stream::new(
         state.storage.clone(),
         filter,
+        format,
         cursor,
         Duration::from_secs(state.config.keep_alive_secs),
         state.shutdown.clone(),
@@ -134,5 +187,15 @@ mod tests {
         assert!(EventsQuery::parse("tail=1&tail=2").is_err());
         assert!(EventsQuery::parse("event=a%0Ab").is_err());
         assert!(EventsQuery::parse("event=").is_err());
+        let q = EventsQuery::parse("topic=a&topic=b.c&format=record").expect("valid");
+        assert_eq!(q.topics.len(), 2);
+        assert_eq!(q.format().ok(), Some(Format::Record));
+        assert!(EventsQuery::parse("topic=a%2Fb").is_err());
+        assert!(
+            EventsQuery::parse("format=xml")
+                .expect("parses")
+                .format()
+                .is_err()
+        );
     }
 }

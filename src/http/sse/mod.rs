@@ -1,4 +1,4 @@
-//! `GET /events`: the stream contract.
+//! `GET /events` and `GET /topics/{topic}/events`: the stream contract.
 //!
 //! - `handler.rs`: the request: its query, where the stream starts (`reset` when the
 //!   position is not one this log issued), the subscription and the response.
@@ -10,4 +10,4 @@
 mod handler;
 mod stream;
 
-pub use handler::events;
+pub use handler::{events, topic_events};

@@ -35,17 +35,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use tokio::sync::broadcast::{
-    self,
-    error::{RecvError, TryRecvError},
-};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::domain::{EventFilter, frame};
+use crate::domain::frame::{self, Format};
+use crate::domain::{EventFilter, TopicSet};
 use crate::metrics::Metrics;
-use crate::notifier::{Group, StreamGuard};
-use crate::storage::{Storage, StorageError};
+use crate::notifier::{Group, Received, StreamGuard, Subscription};
+use crate::storage::{Selection, Storage, StorageError};
 
 /// Rows per replay read at first: few, so that the first event comes quickly.
 const FIRST_PAGE: i64 = 128;
@@ -65,6 +62,7 @@ pub struct Stream {
     storage: Storage,
     /// Boxed: most streams have none, and every byte here is kept by every idle stream.
     filter: Option<Box<EventFilter>>,
+    format: Format,
     /// The newest id already considered (sent, or skipped by the filter).
     cursor: i64,
     /// Rows to ask for in the next replay read.
@@ -77,17 +75,17 @@ pub struct Stream {
 
 /// What woke a live stream.
 enum Woken {
-    Group(Arc<Group>),
-    Lagged,
+    Received(Received),
     KeepAlive,
-    Closed,
 }
 
 impl Stream {
-    /// A stream of the facts after `cursor` that pass `filter`.
+    /// A stream of the facts after `cursor` that pass `filter`, in `format` (of the topics
+    /// its subscription follows).
     pub fn new(
         storage: Storage,
         filter: Option<EventFilter>,
+        format: Format,
         cursor: i64,
         keep_alive: Duration,
         shutdown: CancellationToken,
@@ -96,6 +94,7 @@ impl Stream {
         Self {
             storage,
             filter: filter.map(Box::new),
+            format,
             cursor,
             page_rows: FIRST_PAGE,
             keep_alive,
@@ -105,12 +104,12 @@ impl Stream {
     }
 
     /// The stream's body: `opening`, then the replay, then live groups from `live` (which
-    /// must have been subscribed before anything was read). `guard` counts the stream
-    /// until the body is dropped.
+    /// must have been subscribed before anything was read, and whose topics are the
+    /// stream's). `guard` counts the stream until the body is dropped.
     pub fn run(
         mut self,
         opening: Bytes,
-        mut live: broadcast::Receiver<Arc<Group>>,
+        mut live: Subscription,
         guard: StreamGuard,
     ) -> impl futures_util::Stream<Item = Bytes> + Send {
         async_stream::stream! {
@@ -136,7 +135,7 @@ impl Stream {
                     }
                     // Boxed: the read's future is large, and held inline it would make
                     // every idle stream carry its size for good.
-                    match Box::pin(self.replay_page()).await {
+                    match Box::pin(self.replay_page(live.topics())).await {
                         Ok((frames, more)) => {
                             replaying = more;
                             if let Some(frames) = frames {
@@ -156,16 +155,12 @@ impl Stream {
                 }
                 let woken = tokio::select! {
                     biased;
-                    received = live.recv() => match received {
-                        Ok(group) => Woken::Group(group),
-                        Err(RecvError::Lagged(_)) => Woken::Lagged,
-                        Err(RecvError::Closed) => Woken::Closed,
-                    },
+                    received = live.recv() => Woken::Received(received),
                     () = &mut keep_alive => Woken::KeepAlive,
                 };
                 let frames = match woken {
-                    Woken::Closed => break,
-                    Woken::Lagged => {
+                    Woken::Received(Received::Closed) => break,
+                    Woken::Received(Received::Lagged) => {
                         // Fell behind the shared buffer: catch up from the database. The
                         // subscription is kept, so the hand-off argument holds again.
                         self.metrics.stream_caught_up();
@@ -181,21 +176,21 @@ impl Stream {
                         keep_alive.as_mut().reset(Instant::now() + self.keep_alive);
                         Bytes::from_static(frame::KEEP_ALIVE)
                     }
-                    Woken::Group(group) => {
-                        let mut frames = self.take_group(&group);
+                    Woken::Received(Received::Group(group)) => {
+                        let mut frames = self.take_group(&group, live.topics());
                         // Groups that are already waiting go out in the same write: one
                         // wake-up and one system call for all of them, instead of one each.
                         while frames.as_ref().is_none_or(|f| f.len() < COALESCE_BYTES) {
                             match live.try_recv() {
-                                Ok(group) => {
-                                    frames = join(frames, self.take_group(&group));
+                                Some(Received::Group(group)) => {
+                                    frames = join(frames, self.take_group(&group, live.topics()));
                                 }
-                                Err(TryRecvError::Lagged(_)) => {
+                                Some(Received::Lagged) => {
                                     self.metrics.stream_caught_up();
                                     replaying = true;
                                     break;
                                 }
-                                Err(TryRecvError::Empty | TryRecvError::Closed) => break,
+                                Some(Received::Closed) | None => break,
                             }
                         }
                         match frames {
@@ -212,8 +207,8 @@ impl Stream {
     }
 
     /// This group's frames that the stream has not sent yet, and moves the cursor past it.
-    fn take_group(&mut self, group: &Group) -> Option<Bytes> {
-        let frames = group.frames_after(self.cursor, self.filter.as_deref());
+    fn take_group(&mut self, group: &Group, topics: Option<&TopicSet>) -> Option<Bytes> {
+        let frames = group.frames_after(self.cursor, topics, self.filter.as_deref(), self.format);
         self.cursor = self.cursor.max(group.last_id().unwrap_or(0));
         frames
     }
@@ -222,13 +217,21 @@ impl Stream {
     ///
     /// Only a page that says so ends the replay: going live too early would skip the
     /// facts committed between the cursor and the first live group.
-    async fn replay_page(&mut self) -> Result<(Option<Bytes>, bool), StorageError> {
+    async fn replay_page(
+        &mut self,
+        topics: Option<&TopicSet>,
+    ) -> Result<(Option<Bytes>, bool), StorageError> {
+        let selection = Selection {
+            topics,
+            events: self.filter.as_deref(),
+        };
         let page = self
             .storage
             .read_frames(
                 self.cursor,
                 self.page_rows,
-                self.filter.as_deref(),
+                &selection,
+                self.format,
                 PAGE_BYTES,
             )
             .await?;

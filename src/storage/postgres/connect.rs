@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use factlog_postgres as queries;
+use sqlx::migrate::Migrate as _;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{ConnectOptions as _, Connection as _};
 use tokio::sync::Notify;
@@ -15,6 +16,7 @@ use super::appender::Appender;
 use super::follower::Follower;
 use super::reader::Reader;
 use crate::config::SyncLevel;
+use crate::storage::migrate;
 use crate::storage::model::redact;
 
 /// Connections for the API and the streams' replays.
@@ -54,8 +56,16 @@ pub async fn open(url: &str, sync: SyncLevel) -> anyhow::Result<(Reader, Appende
         .await
         .with_context(|| format!("cannot open the database {shown}"))?;
     // Several instances starting together is fine: sqlx migrates under an advisory lock.
-    queries::MIGRATOR
-        .run(&pool)
+    let migrated = async {
+        let mut conn = pool.acquire().await?;
+        conn.ensure_migrations_table().await?;
+        let applied = conn.list_applied_migrations().await?;
+        let started = migrate::announce(&queries::MIGRATOR, &applied);
+        queries::MIGRATOR.run(&mut *conn).await?;
+        migrate::done(started);
+        Ok::<_, sqlx::migrate::MigrateError>(())
+    };
+    migrated
         .await
         .with_context(|| format!("cannot migrate the database {shown}"))?;
 

@@ -152,13 +152,12 @@ impl Follower {
 async fn catch_up(listener: &mut PgListener, streams: &dyn Publish) -> Result<(), StorageError> {
     loop {
         let after = streams.newest_id();
-        let facts: Vec<FactRecord> =
-            queries::read_after(&mut *listener, after, None, true, FOLLOW_PAGE)
-                .await
-                .map_err(classify)?
-                .into_iter()
-                .map(record)
-                .collect();
+        let facts: Vec<FactRecord> = queries::read_after(&mut *listener, after, FOLLOW_PAGE)
+            .await
+            .map_err(classify)?
+            .into_iter()
+            .map(record)
+            .collect();
         let full = i64::try_from(facts.len()).is_ok_and(|n| n == FOLLOW_PAGE);
         // Facts the writer published meanwhile are skipped.
         streams.publish(&facts);

@@ -1,12 +1,13 @@
 //! Reading a PostgreSQL log: the API's pages and the streams' replays.
 
-use factlog_postgres::{self as queries, FactRow};
+use factlog_postgres::{self as queries, FactRow, TopicRow};
 use sqlx::Connection as _;
 use sqlx::postgres::PgPool;
 
 use super::classify::classify;
-use crate::domain::{EventFilter, FactRecord};
-use crate::storage::model::StorageError;
+use crate::domain::FactRecord;
+use crate::domain::frame::Format;
+use crate::storage::model::{Selection, StorageError, TopicSummary, selection_params};
 use crate::storage::page::FramePage;
 
 /// Read access to a PostgreSQL log. Cheap to clone.
@@ -19,40 +20,42 @@ pub struct Reader {
 pub fn record(row: FactRow) -> FactRecord {
     FactRecord {
         id: row.id,
+        topic: row.topic,
         event: row.event,
         fact: row.fact,
         created_at: row.created_at,
     }
 }
 
-/// The filter as the queries take it: the names as a JSON array (`None`: every fact), and
-/// whether facts stored without a type pass.
-pub fn filter_params(filter: Option<&EventFilter>) -> (Option<&str>, bool) {
-    filter.map_or((None, true), |f| {
-        (Some(f.names_json()), f.includes_untyped())
-    })
+fn summary(row: TopicRow) -> TopicSummary {
+    TopicSummary {
+        name: row.name,
+        first_id: row.first_id,
+        last_id: row.last_id,
+        facts: row.facts,
+    }
 }
 
 /// Every read fails with [`StorageError`] when the database cannot be read. The methods
-/// mean what SQLite's do (`storage/sqlite.rs`).
+/// mean what SQLite's do (`storage/sqlite/reader.rs`).
 impl Reader {
     /// Reads through this pool.
     pub fn new(pool: PgPool) -> Self {
         Self { pool }
     }
 
-    /// Up to `limit` facts after `after` that the filter passes, oldest first.
+    /// Up to `limit` facts after `after` of the selected topics, oldest first.
     pub async fn read_after(
         &self,
         after: i64,
         limit: i64,
-        filter: Option<&EventFilter>,
+        selection: &Selection<'_>,
     ) -> Result<Vec<FactRecord>, StorageError> {
-        let (names, untyped) = filter_params(filter);
-        let rows = queries::read_after(&self.pool, after, names, untyped, limit)
-            .await
-            .map_err(classify)?;
-        Ok(rows.into_iter().map(record).collect())
+        let rows = match selection_params(selection).0 {
+            None => queries::read_after(&self.pool, after, limit).await,
+            Some(topics) => queries::read_after_topics(&self.pool, after, topics, limit).await,
+        };
+        Ok(rows.map_err(classify)?.into_iter().map(record).collect())
     }
 
     /// A stream's next replay page (see [`FramePage`]).
@@ -60,38 +63,67 @@ impl Reader {
         &self,
         after: i64,
         rows: i64,
-        filter: Option<&EventFilter>,
+        selection: &Selection<'_>,
+        format: Format,
         max_bytes: usize,
     ) -> Result<FramePage, StorageError> {
-        let (names, untyped) = filter_params(filter);
-        let packed = queries::read_packed(&self.pool, after, names, untyped, rows)
-            .await
-            .map_err(classify)?;
-        FramePage::render(packed.as_deref(), rows, max_bytes)
+        let (topics, events, untyped) = selection_params(selection);
+        let packed = match topics {
+            None => queries::read_packed(&self.pool, after, events, untyped, rows).await,
+            Some(topics) => {
+                queries::read_packed_topics(&self.pool, after, topics, events, untyped, rows).await
+            }
+        };
+        FramePage::render(
+            packed.map_err(classify)?.as_deref(),
+            rows,
+            max_bytes,
+            format,
+        )
     }
 
-    /// Up to `limit` facts before `before`, newest first.
+    /// Up to `limit` facts before `before` of the selected topics, newest first.
     pub async fn read_before(
         &self,
         before: i64,
         limit: i64,
+        selection: &Selection<'_>,
     ) -> Result<Vec<FactRecord>, StorageError> {
-        let rows = queries::read_before(&self.pool, before, limit)
-            .await
-            .map_err(classify)?;
-        Ok(rows.into_iter().map(record).collect())
+        let rows = match selection_params(selection).0 {
+            None => queries::read_before(&self.pool, before, limit).await,
+            Some(topics) => queries::read_before_topics(&self.pool, before, topics, limit).await,
+        };
+        Ok(rows.map_err(classify)?.into_iter().map(record).collect())
     }
 
-    /// The id `offset` places from the newest fact the filter passes.
+    /// The id `offset` places from the newest selected fact.
     pub async fn nth_newest(
         &self,
-        filter: Option<&EventFilter>,
+        selection: &Selection<'_>,
         offset: i64,
     ) -> Result<Option<i64>, StorageError> {
-        let (names, untyped) = filter_params(filter);
-        queries::nth_newest(&self.pool, names, untyped, offset)
+        let (topics, events, untyped) = selection_params(selection);
+        match topics {
+            None => queries::nth_newest(&self.pool, events, untyped, offset).await,
+            Some(topics) => {
+                queries::nth_newest_topics(&self.pool, topics, events, untyped, offset).await
+            }
+        }
+        .map_err(classify)
+    }
+
+    /// Up to `limit` topics named after `after`, by name.
+    pub async fn topics(&self, after: &str, limit: i64) -> Result<Vec<TopicSummary>, StorageError> {
+        let rows = queries::topics(&self.pool, after, limit)
             .await
-            .map_err(classify)
+            .map_err(classify)?;
+        Ok(rows.into_iter().map(summary).collect())
+    }
+
+    /// One topic's summary; `None` when it has no facts.
+    pub async fn topic(&self, name: &str) -> Result<Option<TopicSummary>, StorageError> {
+        let row = queries::topic(&self.pool, name).await.map_err(classify)?;
+        Ok(row.map(summary))
     }
 
     /// The newest id handed out: the counter `factlog_append` advances, not `max(id)`,

@@ -203,21 +203,35 @@ async fn workers_publish_through_sql() {
             .expect("published"),
         2
     );
-    // The same key again, from SQL and over HTTP: the first record, not a new fact.
+    // The same key again for the same fact, from SQL and over HTTP: the first record, not
+    // a new fact. For another fact, refused: nothing is written.
     assert_eq!(
-        publish_sql(&mut worker, r#"{"v": 2}"#, Some("deploy"), Some("deploy-1"))
-            .await
-            .expect("published"),
+        publish_sql(
+            &mut worker,
+            r#"{ "v":1 }"#,
+            Some("deploy"),
+            Some("deploy-1")
+        )
+        .await
+        .expect("published"),
         2
     );
+    let refused = publish_sql(&mut worker, r#"{"v": 2}"#, Some("deploy"), Some("deploy-1"))
+        .await
+        .expect_err("another fact under a used key is refused");
+    assert!(refused.to_string().contains("already used"), "{refused}");
     let retried = a
-        .post_with_key("/facts?event=deploy", "deploy-1", &json!({"v": 3}))
+        .post_with_key("/facts?event=deploy", "deploy-1", &json!({"v": 1}))
         .await;
     assert_eq!(retried.status(), 200);
     assert_eq!(
         retried.json::<Value>().await.expect("a record")["fact"],
         json!({"v": 1})
     );
+    let conflicting = a
+        .post_with_key("/facts?event=deploy", "deploy-1", &json!({"v": 3}))
+        .await;
+    assert_eq!(conflicting.status(), 422);
 
     // What POST refuses, SQL refuses, with a message that says why; nothing is written.
     for (fact, event, key, says) in [
@@ -314,11 +328,8 @@ async fn group_commit_and_keys_work_across_instances() {
     }
     assert!(groups < 300.0, "300 facts took {groups} commits");
 
-    let bodies: Vec<Value> = (0..30).map(|n| json!({"n": n})).collect();
-    let same_key = bodies
-        .iter()
-        .enumerate()
-        .map(|(n, body)| instances[n % 3].post_with_key("/facts", "only-once", body));
+    let body = json!({"n": "once"});
+    let same_key = (0..30).map(|n| instances[n % 3].post_with_key("/facts", "only-once", &body));
     let mut created = 0;
     let mut key_ids = HashSet::new();
     for response in futures_util::future::join_all(same_key).await {

@@ -4,6 +4,7 @@
 mod contract;
 mod faults;
 mod instances;
+mod topics;
 
 use std::time::{Duration, Instant};
 

@@ -1,0 +1,105 @@
+//! The topics: `GET /topics` lists them by name, `GET /topics/{topic}` says one's extent.
+
+use poem::web::Data;
+use poem_openapi::payload::Json;
+use poem_openapi::{Object, OpenApi, param};
+
+use crate::domain::TopicName;
+use crate::http::error::AppError;
+use crate::http::state::AppState;
+use crate::storage::TopicSummary;
+
+/// The topics.
+pub struct TopicsApi;
+
+/// A topic: its name, its oldest and newest facts' ids, and how many facts it holds.
+#[derive(Debug, Object)]
+struct Topic {
+    /// The topic's name.
+    name: String,
+    /// Its oldest fact's id.
+    first_id: i64,
+    /// Its newest fact's id.
+    last_id: i64,
+    /// How many facts it holds.
+    facts: i64,
+}
+
+impl From<TopicSummary> for Topic {
+    fn from(summary: TopicSummary) -> Self {
+        Self {
+            name: summary.name,
+            first_id: summary.first_id,
+            last_id: summary.last_id,
+            facts: summary.facts,
+        }
+    }
+}
+
+/// A page of topics.
+#[derive(Debug, Object)]
+struct TopicPage {
+    /// The topics, by name.
+    topics: Vec<Topic>,
+    /// Pass as `after` for the next page; null after the last topic.
+    next: Option<String>,
+}
+
+#[OpenApi]
+impl TopicsApi {
+    /// List the topics, by name.
+    ///
+    /// A topic exists once it holds a fact. Counting a topic's facts reads its part of the
+    /// log's topic index.
+    #[oai(path = "/topics", method = "get")]
+    async fn list_topics(
+        &self,
+        state: Data<&AppState>,
+        /// Start after this topic name.
+        after: param::Query<Option<String>>,
+        /// Topics per page, 1 to 1000 (default 100).
+        #[oai(validator(minimum(value = "1"), maximum(value = "1000")))]
+        limit: param::Query<Option<i64>>,
+    ) -> poem::Result<Json<TopicPage>> {
+        let after = match after.0 {
+            Some(name) => TopicName::parse(&name)
+                .map_err(AppError::from)?
+                .as_str()
+                .to_owned(),
+            None => String::new(),
+        };
+        let limit = limit.0.unwrap_or(100);
+        // Validated to 1..=1000, so the conversion cannot fail.
+        let page_len = usize::try_from(limit).unwrap_or(100);
+        let mut topics = state
+            .storage
+            .topics(&after, limit + 1)
+            .await
+            .map_err(AppError::from)?;
+        let more = topics.len() > page_len;
+        topics.truncate(page_len);
+        let next = topics.last().map(|t| t.name.clone()).filter(|_| more);
+        Ok(Json(TopicPage {
+            topics: topics.into_iter().map(Topic::from).collect(),
+            next,
+        }))
+    }
+
+    /// One topic; 404 when it holds no fact.
+    #[oai(path = "/topics/:topic", method = "get")]
+    async fn get_topic(
+        &self,
+        state: Data<&AppState>,
+        /// The topic.
+        topic: param::Path<String>,
+    ) -> poem::Result<Json<Topic>> {
+        let name = TopicName::parse(&topic.0).map_err(AppError::from)?;
+        let summary = state
+            .storage
+            .topic(name.as_str())
+            .await
+            .map_err(AppError::from)?
+            .ok_or_else(|| AppError::NoSuchTopic(name.as_str().to_owned()))?;
+        Ok(Json(summary.into()))
+    }
+}

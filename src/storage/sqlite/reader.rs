@@ -1,0 +1,329 @@
+//! Reading a SQLite log: the API's pages, the streams' replays, the topics.
+//!
+//! A read of several topics merges per-topic reads rather than sorting every match: each
+//! topic's `n`-th fact after the cursor is one seek and a short step in the topic index,
+//! the smallest of them bounds the page, and only the facts up to that bound are read and
+//! sorted, at most `n` per topic. A read of every topic walks the log itself.
+
+use sqlx::Connection as _;
+use sqlx::sqlite::SqlitePool;
+
+use super::classify::classify;
+use crate::domain::FactRecord;
+use crate::domain::frame::Format;
+use crate::storage::model::{Selection, StorageError, TopicSummary, selection_params};
+use crate::storage::page::FramePage;
+
+/// Read access to a SQLite log. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Reader {
+    pool: SqlitePool,
+}
+
+/// Every read fails with [`StorageError`] when the database cannot be read.
+impl Reader {
+    /// Reads through this pool of read-only connections.
+    pub fn new(pool: SqlitePool) -> Self {
+        Self { pool }
+    }
+
+    /// Up to `limit` facts with an id larger than `after` of the selected topics (event
+    /// types are not filtered here), oldest first.
+    pub async fn read_after(
+        &self,
+        after: i64,
+        limit: i64,
+        selection: &Selection<'_>,
+    ) -> Result<Vec<FactRecord>, StorageError> {
+        let (topics, _, _) = selection_params(selection);
+        let rows = match topics {
+            None => {
+                sqlx::query_as!(
+                    FactRecord,
+                    r#"SELECT id AS "id!: i64", topic, event, fact, created_at
+                       FROM facts WHERE id > ?1 ORDER BY id LIMIT ?2"#,
+                    after,
+                    limit
+                )
+                .fetch_all(&self.pool)
+                .await
+            }
+            Some(topics) => {
+                sqlx::query_as!(
+                    FactRecord,
+                    r#"WITH sel(topic) AS (SELECT value FROM json_each(?2)),
+                            bound(id) AS (
+                                SELECT min((SELECT g.id FROM facts g
+                                            WHERE g.topic = sel.topic AND g.id > ?1
+                                            ORDER BY g.id LIMIT 1 OFFSET ?3 - 1))
+                                FROM sel)
+                       SELECT id AS "id!: i64", topic AS "topic!: String", event, fact AS "fact!: String",
+                              created_at AS "created_at!: String"
+                       FROM facts
+                       WHERE topic IN (SELECT topic FROM sel) AND id > ?1
+                         AND id <= coalesce((SELECT id FROM bound), 9223372036854775807)
+                       ORDER BY id LIMIT ?3"#,
+                    after,
+                    topics,
+                    limit
+                )
+                .fetch_all(&self.pool)
+                .await
+            }
+        };
+        rows.map_err(classify)
+    }
+
+    /// A stream's next replay page: up to `rows` selected facts after `after`, rendered in
+    /// `format`, stopping after the frame that reaches `max_bytes` (see [`FramePage`]).
+    pub async fn read_frames(
+        &self,
+        after: i64,
+        rows: i64,
+        selection: &Selection<'_>,
+        format: Format,
+        max_bytes: usize,
+    ) -> Result<FramePage, StorageError> {
+        let (topics, events, untyped) = selection_params(selection);
+        // `<id>,<topic>,<event>,<created_at>,<fact>` per fact: see `storage/page.rs`.
+        let packed =
+            match topics {
+                None => sqlx::query_scalar!(
+                    r#"SELECT group_concat(id || ',' || topic || ',' || coalesce(event, '') || ','
+                                           || created_at || ',' || fact || char(10),
+                                           '' ORDER BY id) AS "packed: String"
+                       FROM (SELECT id, topic, event, created_at, fact
+                             FROM facts
+                             WHERE id > ?1
+                               AND (?2 IS NULL OR event IN (SELECT value FROM json_each(?2))
+                                    OR (event IS NULL AND ?3))
+                             ORDER BY id
+                             LIMIT ?4)"#,
+                    after,
+                    events,
+                    untyped,
+                    rows
+                )
+                .fetch_one(&self.pool)
+                .await,
+                Some(topics) => {
+                    sqlx::query_scalar!(
+                        r#"WITH sel(topic) AS (SELECT value FROM json_each(?2)),
+                            bound(id) AS (
+                                SELECT min((SELECT g.id FROM facts g
+                                            WHERE g.topic = sel.topic AND g.id > ?1
+                                              AND (?3 IS NULL
+                                                   OR g.event IN (SELECT value FROM json_each(?3))
+                                                   OR (g.event IS NULL AND ?4))
+                                            ORDER BY g.id LIMIT 1 OFFSET ?5 - 1))
+                                FROM sel)
+                       SELECT group_concat(id || ',' || topic || ',' || coalesce(event, '') || ','
+                                           || created_at || ',' || fact || char(10),
+                                           '' ORDER BY id) AS "packed: String"
+                       FROM (SELECT id, topic, event, created_at, fact
+                             FROM facts
+                             WHERE topic IN (SELECT topic FROM sel) AND id > ?1
+                               AND id <= coalesce((SELECT id FROM bound), 9223372036854775807)
+                               AND (?3 IS NULL OR event IN (SELECT value FROM json_each(?3))
+                                    OR (event IS NULL AND ?4))
+                             ORDER BY id
+                             LIMIT ?5)"#,
+                        after,
+                        topics,
+                        events,
+                        untyped,
+                        rows
+                    )
+                    .fetch_one(&self.pool)
+                    .await
+                }
+            };
+        let packed = packed.map_err(classify)?;
+        FramePage::render(packed.as_deref(), rows, max_bytes, format)
+    }
+
+    /// Up to `limit` facts with an id smaller than `before` of the selected topics, newest
+    /// first.
+    pub async fn read_before(
+        &self,
+        before: i64,
+        limit: i64,
+        selection: &Selection<'_>,
+    ) -> Result<Vec<FactRecord>, StorageError> {
+        let (topics, _, _) = selection_params(selection);
+        let rows = match topics {
+            None => {
+                sqlx::query_as!(
+                    FactRecord,
+                    r#"SELECT id AS "id!: i64", topic, event, fact, created_at
+                       FROM facts WHERE id < ?1 ORDER BY id DESC LIMIT ?2"#,
+                    before,
+                    limit
+                )
+                .fetch_all(&self.pool)
+                .await
+            }
+            Some(topics) => {
+                sqlx::query_as!(
+                    FactRecord,
+                    r#"WITH sel(topic) AS (SELECT value FROM json_each(?2)),
+                            bound(id) AS (
+                                SELECT max((SELECT g.id FROM facts g
+                                            WHERE g.topic = sel.topic AND g.id < ?1
+                                            ORDER BY g.id DESC LIMIT 1 OFFSET ?3 - 1))
+                                FROM sel)
+                       SELECT id AS "id!: i64", topic AS "topic!: String", event, fact AS "fact!: String",
+                              created_at AS "created_at!: String"
+                       FROM facts
+                       WHERE topic IN (SELECT topic FROM sel) AND id < ?1
+                         AND id >= coalesce((SELECT id FROM bound), 0)
+                       ORDER BY id DESC LIMIT ?3"#,
+                    before,
+                    topics,
+                    limit
+                )
+                .fetch_all(&self.pool)
+                .await
+            }
+        };
+        rows.map_err(classify)
+    }
+
+    /// The id of the selected fact `offset` places from the newest (0: the newest), if the
+    /// log holds that many.
+    pub async fn nth_newest(
+        &self,
+        selection: &Selection<'_>,
+        offset: i64,
+    ) -> Result<Option<i64>, StorageError> {
+        let (topics, events, untyped) = selection_params(selection);
+        let id = match topics {
+            None => {
+                sqlx::query_scalar!(
+                    r#"SELECT id AS "id!: i64" FROM facts
+                       WHERE (?1 IS NULL OR event IN (SELECT value FROM json_each(?1))
+                              OR (event IS NULL AND ?2))
+                       ORDER BY id DESC
+                       LIMIT 1 OFFSET ?3"#,
+                    events,
+                    untyped,
+                    offset
+                )
+                .fetch_optional(&self.pool)
+                .await
+            }
+            Some(topics) => {
+                sqlx::query_scalar!(
+                    r#"WITH sel(topic) AS (SELECT value FROM json_each(?1)),
+                            bound(id) AS (
+                                SELECT max((SELECT g.id FROM facts g
+                                            WHERE g.topic = sel.topic
+                                              AND (?2 IS NULL
+                                                   OR g.event IN (SELECT value FROM json_each(?2))
+                                                   OR (g.event IS NULL AND ?3))
+                                            ORDER BY g.id DESC LIMIT 1 OFFSET ?4))
+                                FROM sel)
+                       SELECT id AS "id!: i64" FROM facts
+                       WHERE topic IN (SELECT topic FROM sel)
+                         AND id >= coalesce((SELECT id FROM bound), 0)
+                         AND (?2 IS NULL OR event IN (SELECT value FROM json_each(?2))
+                              OR (event IS NULL AND ?3))
+                       ORDER BY id DESC
+                       LIMIT 1 OFFSET ?4"#,
+                    topics,
+                    events,
+                    untyped,
+                    offset
+                )
+                .fetch_optional(&self.pool)
+                .await
+            }
+        };
+        id.map_err(classify)
+    }
+
+    /// Up to `limit` topics named after `after`, by name. Each name is one seek in the
+    /// topic index, its first and last ids one more each; its count reads its part of the
+    /// index.
+    pub async fn topics(&self, after: &str, limit: i64) -> Result<Vec<TopicSummary>, StorageError> {
+        sqlx::query_as!(
+            TopicSummary,
+            r#"WITH RECURSIVE names(name) AS (
+                   SELECT (SELECT min(topic) FROM facts WHERE topic > ?1)
+                   UNION ALL
+                   SELECT (SELECT min(topic) FROM facts WHERE topic > names.name)
+                   FROM names WHERE names.name IS NOT NULL)
+               SELECT name AS "name!: String",
+                      (SELECT min(id) FROM facts WHERE topic = names.name) AS "first_id!: i64",
+                      (SELECT max(id) FROM facts WHERE topic = names.name) AS "last_id!: i64",
+                      (SELECT count(*) FROM facts WHERE topic = names.name) AS "facts!: i64"
+               FROM names WHERE name IS NOT NULL
+               LIMIT ?2"#,
+            after,
+            limit
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(classify)
+    }
+
+    /// One topic's summary; `None` when it has no facts.
+    pub async fn topic(&self, name: &str) -> Result<Option<TopicSummary>, StorageError> {
+        let summary = sqlx::query_as!(
+            TopicSummary,
+            r#"SELECT ?1 AS "name!: String", min(id) AS "first_id!: i64",
+                      max(id) AS "last_id!: i64", count(*) AS "facts!: i64"
+               FROM facts WHERE topic = ?1
+               HAVING count(*) > 0"#,
+            name
+        )
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(classify)?;
+        Ok(summary)
+    }
+
+    /// The newest id the log has handed out, 0 when it never has. Read from where
+    /// AUTOINCREMENT keeps it, not from the facts: with the newest facts deleted, `max(id)`
+    /// would go back, and every client ahead of it would be told its position is unknown.
+    pub async fn newest_id(&self) -> Result<i64, StorageError> {
+        sqlx::query_scalar!(
+            r#"SELECT coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'facts'), 0)
+                   AS "id!: i64""#
+        )
+        .fetch_one(&self.pool)
+        .await
+        .map_err(classify)
+    }
+
+    /// One fact by id.
+    pub async fn get(&self, id: i64) -> Result<Option<FactRecord>, StorageError> {
+        sqlx::query_as!(
+            FactRecord,
+            r#"SELECT id AS "id!: i64", topic, event, fact, created_at FROM facts WHERE id = ?1"#,
+            id
+        )
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(classify)
+    }
+
+    /// The UUID made when this log was created.
+    pub async fn log_id(&self) -> Result<String, StorageError> {
+        sqlx::query_scalar!("SELECT log_id FROM log_meta LIMIT 1")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(classify)
+    }
+
+    /// Checks that the database answers.
+    pub async fn ping(&self) -> Result<(), StorageError> {
+        let mut conn = self.pool.acquire().await.map_err(classify)?;
+        conn.ping().await.map_err(classify)
+    }
+
+    /// Closes the read connections.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
