@@ -408,6 +408,104 @@ async fn a_log_of_100000_facts_opens_at_the_newest_and_pages_back() {
     browser.close().await;
 }
 
+/// The topics a page shows are in its URL, so a link opens the same view. Each row shows
+/// its topic and the time it was stored; facts of other topics never appear; the form posts
+/// to the topic typed in it; a new choice of topics opens the page for them.
+#[tokio::test]
+#[cfg_attr(
+    no_browser,
+    ignore = "needs Chromium and chromedriver: apt-get install chromium chromium-driver"
+)]
+async fn the_page_shows_the_topics_in_its_url() {
+    let browser = browser().await;
+    let app = spawn_app().await;
+    for (topic, info) in [
+        ("orders.eu", "order 1"),
+        ("chat.lobby", "hi"),
+        ("deploys", "v2"),
+    ] {
+        app.append_at(&format!("/topics/{topic}/facts"), &json!({ "info": info }))
+            .await;
+    }
+    browser
+        .open(&format!("{}/?topic=orders.eu&topic=chat.lobby", app.base))
+        .await;
+    browser.wait_for_state("live").await;
+    browser.wait_for_rows(2).await;
+    assert_once_in_order(&browser.row_ids().await, [1, 2]);
+    let topics = browser
+        .js("return [...document.querySelectorAll('#facts td.topic')].map(td => td.textContent);")
+        .await;
+    assert_eq!(topics, json!(["orders.eu", "chat.lobby"]));
+    assert_eq!(
+        browser
+            .js("return document.getElementById('topics').value;")
+            .await,
+        json!("orders.eu, chat.lobby")
+    );
+
+    // Live facts too: only those of the page's topics, with their stored time.
+    app.append_at("/topics/deploys/facts", &json!({ "info": "v3" }))
+        .await;
+    let id = app
+        .append_at("/topics/orders.eu/facts", &json!({ "info": "order 2" }))
+        .await;
+    browser.wait_for_rows(3).await;
+    assert_once_in_order(&browser.row_ids().await, [1, 2, id]);
+    let (_, record) = app.get_json(&format!("/facts/{id}")).await;
+    let expected_time = browser
+        .js(&format!(
+            "return new Date({}).toLocaleString();",
+            record["created_at"]
+        ))
+        .await;
+    assert_eq!(
+        browser
+            .js("return document.querySelector('#facts tr:last-child td.time').textContent;")
+            .await,
+        expected_time,
+        "a live row shows the time the fact was stored"
+    );
+
+    // The form posts to the topic typed in it.
+    browser.type_into("topic", "chat.lobby").await;
+    browser.type_into("info", "from the page").await;
+    browser
+        .client
+        .find(Locator::Id("send"))
+        .await
+        .expect("button")
+        .click()
+        .await
+        .expect("clicked");
+    browser.wait_for_rows(4).await;
+    let posted = browser.row_ids().await[3];
+    let (_, record) = app.get_json(&format!("/facts/{posted}")).await;
+    assert_eq!(record["topic"], "chat.lobby");
+    assert_eq!(record["fact"], json!({ "info": "from the page" }));
+
+    // Another choice opens the page for it, in the URL.
+    browser.type_into("topics", "deploys").await;
+    browser
+        .client
+        .find(Locator::Id("show-topics"))
+        .await
+        .expect("button")
+        .click()
+        .await
+        .expect("clicked");
+    browser
+        .wait_until(
+            "the URL names the topic",
+            "return location.search === '?topic=deploys';",
+        )
+        .await;
+    browser.wait_for_state("live").await;
+    browser.wait_for_rows(2).await;
+    assert_once_in_order(&browser.row_ids().await, [3, 4]);
+    browser.close().await;
+}
+
 /// Writes `n` facts straight into a stopped server's database: setting the scene, much
 /// faster than posting them one by one.
 async fn fill(db: &Path, n: i64) {
