@@ -12,10 +12,13 @@
 //! servers of `../shared/peers` in the same run, side by side. See the README's
 //! "Performance" section for the figures and how to read them.
 
+mod backlog;
 mod ceiling;
 mod client;
+mod crowd;
 mod scenarios;
 mod target;
+mod topics;
 
 use std::collections::BTreeMap;
 use std::net::{SocketAddr, ToSocketAddrs as _};
@@ -46,6 +49,9 @@ enum Scenario {
     /// The fan-out with several factlog instances sharing one PostgreSQL database (needs
     /// PostgreSQL; not part of `all`).
     Instances,
+    /// What topics cost: routed fan-out, a rare topic in a large log, appends spread over
+    /// topics, each beside its counterpart without topics (not part of `all`).
+    Topics,
     /// Every scenario, in the order above.
     All,
     /// (internal) serve the ceiling server.
@@ -113,6 +119,15 @@ struct Args {
     /// fanout: concurrent publishers when posting back to back (one when paced).
     #[arg(long, default_value_t = 8)]
     publishers: usize,
+
+    /// append and fanout: spread the facts (and subscribers) over this many topics (0: no
+    /// topics, `/fact` and `/events` as the tutorial's clients use them).
+    #[arg(long, default_value_t = 0)]
+    spread: u64,
+
+    /// topics: how many topics the facts and subscribers are spread over.
+    #[arg(long, default_value_t = 100)]
+    topics: u64,
 
     /// instances: how many factlog instances share the database, one measurement each.
     #[arg(long, value_delimiter = ',', default_value = "1,2,3")]

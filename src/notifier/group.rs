@@ -94,8 +94,7 @@ impl Group {
     }
 
     /// The frames, in `format`, of the facts after `cursor` of the selected topics and
-    /// event types, ready to write; `None` when there are none. When every fact after the
-    /// cursor is selected this is a slice of the shared buffer.
+    /// event types, ready to write; `None` when there are none.
     pub fn frames_after(
         &self,
         cursor: i64,
@@ -121,8 +120,13 @@ impl Group {
                 && events.is_none_or(|filter| filter.matches(fact.event.as_deref()))
         };
         let rest = &self.facts[first..];
-        if rest.iter().all(wanted) {
-            return Some(frames.slice(start_of(first)..));
+        // The wanted facts, when they are one run (every fact after the cursor, or the one
+        // fact of a topic stream's in a group of several topics), are one slice of the
+        // shared buffer; only scattered ones are copied out.
+        let from = rest.iter().position(wanted)?;
+        let to = rest.iter().rposition(wanted).unwrap_or(from);
+        if rest[from..=to].iter().all(wanted) {
+            return Some(frames.slice(start_of(first + from)..end_of(first + to)));
         }
         let mut out = BytesMut::new();
         for (i, fact) in rest.iter().enumerate().map(|(i, f)| (i + first, f)) {
@@ -130,7 +134,7 @@ impl Group {
                 out.extend_from_slice(&frames[start_of(i)..end_of(i)]);
             }
         }
-        (!out.is_empty()).then(|| out.freeze())
+        Some(out.freeze())
     }
 
     /// The record frames of every fact, and where each ends.

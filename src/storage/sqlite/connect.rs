@@ -22,6 +22,13 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// connections than cores buys little; a few let a slow page not hold up the rest.
 const READ_CONNECTIONS: u32 = 4;
 
+/// How much of the database file each reader maps into memory rather than reading page by
+/// page. A topic's facts are scattered over the file (a rare topic's, one to a page), and
+/// reading a page copies all of it out of the system's cache for the one fact wanted;
+/// mapped, it is not copied. The writer does not map the file: a failed write must stay an
+/// error, and an I/O error on a mapped page would be a signal instead.
+const READ_MAP_BYTES: &str = "1073741824";
+
 /// Opens (creating if missing) and migrates the SQLite database at `url`; returns its
 /// readers, its appender and the newest id it has handed out.
 ///
@@ -62,7 +69,7 @@ pub async fn open(url: &str, sync: SyncLevel) -> anyhow::Result<(Reader, Appende
     let pool = SqlitePoolOptions::new()
         .max_connections(READ_CONNECTIONS)
         .min_connections(1)
-        .connect_with(base.read_only(true))
+        .connect_with(base.read_only(true).pragma("mmap_size", READ_MAP_BYTES))
         .await
         .with_context(|| format!("cannot open the database {url} for reading"))?;
     let reader = Reader::new(pool);

@@ -1,16 +1,17 @@
 //! Reading a SQLite log: the API's pages, the streams' replays, the topics.
 //!
-//! A read of several topics merges per-topic reads rather than sorting every match: each
-//! topic's `n`-th fact after the cursor is one seek and a short step in the topic index,
-//! the smallest of them bounds the page, and only the facts up to that bound are read and
-//! sorted, at most `n` per topic. A read of every topic walks the log itself.
+//! A read of one topic is a range of the topic index, already in id order. A read of
+//! several merges per-topic reads rather than sorting every match: each topic's `n`-th
+//! fact after the cursor is one seek and a short step in the topic index, the smallest of
+//! them bounds the page, and only the facts up to that bound are read and sorted, at most
+//! `n` per topic. A read of every topic walks the log itself.
 
 use sqlx::Connection as _;
 use sqlx::sqlite::SqlitePool;
 
 use super::classify::classify;
-use crate::domain::FactRecord;
 use crate::domain::frame::Format;
+use crate::domain::{FactRecord, TopicSet};
 use crate::storage::model::{Selection, StorageError, TopicSummary, selection_params};
 use crate::storage::page::FramePage;
 
@@ -197,8 +198,9 @@ impl Reader {
         offset: i64,
     ) -> Result<Option<i64>, StorageError> {
         let (topics, events, untyped) = selection_params(selection);
-        let id = match topics {
-            None => {
+        let single = selection.topics.and_then(TopicSet::single);
+        let id = match (topics, single) {
+            (None, _) => {
                 sqlx::query_scalar!(
                     r#"SELECT id AS "id!: i64" FROM facts
                        WHERE (?1 IS NULL OR event IN (SELECT value FROM json_each(?1))
@@ -212,7 +214,23 @@ impl Reader {
                 .fetch_optional(&self.pool)
                 .await
             }
-            Some(topics) => {
+            (Some(_), Some(topic)) => {
+                sqlx::query_scalar!(
+                    r#"SELECT id AS "id!: i64" FROM facts
+                       WHERE topic = ?1
+                         AND (?2 IS NULL OR event IN (SELECT value FROM json_each(?2))
+                              OR (event IS NULL AND ?3))
+                       ORDER BY id DESC
+                       LIMIT 1 OFFSET ?4"#,
+                    topic,
+                    events,
+                    untyped,
+                    offset
+                )
+                .fetch_optional(&self.pool)
+                .await
+            }
+            (Some(topics), None) => {
                 sqlx::query_scalar!(
                     r#"WITH sel(topic) AS (SELECT value FROM json_each(?1)),
                             bound(id) AS (
