@@ -371,6 +371,95 @@ async fn the_tutorials_client_from_another_origin_sees_every_fact_once() {
     browser.close().await;
 }
 
+/// The README's page that follows two topics, exactly as the README shows it (only its
+/// server's address changed), resumes both across a restart with one id.
+#[tokio::test]
+#[cfg_attr(
+    no_browser,
+    ignore = "needs Chromium and chromedriver: apt-get install chromium chromium-driver"
+)]
+async fn the_readmes_two_topic_page_resumes_both_topics_across_a_restart() {
+    let readme = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md"))
+        .expect("the README");
+    let section = readme
+        .split("## Topics")
+        .nth(1)
+        .expect("the README's topics section");
+    let page = section
+        .split("```html\n")
+        .nth(1)
+        .and_then(|rest| rest.split("```").next())
+        .expect("the page in the topics section");
+    let browser = browser().await;
+    let app = spawn_with(|c| c.retry_ms = 300).await;
+    let page = page.replace("http://127.0.0.1:3001", &app.base);
+    assert!(page.contains(&app.base), "the page names its server");
+    let post = |app: &TestApp, topic: &'static str, n: i64| {
+        let path = format!("/topics/{topic}/facts");
+        let app_base = app.base.clone();
+        let client = app.client.clone();
+        async move {
+            let response = client
+                .post(format!("{app_base}{path}"))
+                .json(&json!({ "n": n }))
+                .send()
+                .await
+                .expect("answered");
+            assert_eq!(response.status(), 201);
+            let record: Value = response.json().await.expect("a record");
+            record["id"].as_i64().expect("an id")
+        }
+    };
+    let mut expected = Vec::new();
+    for (topic, n) in [("orders.eu", 1), ("deploys", 2), ("chat.lobby", 3)] {
+        let id = post(&app, topic, n).await;
+        if topic != "deploys" {
+            expected.push(format!("#{id} {topic}: {{\"n\":{n}}}"));
+        }
+    }
+    browser.open(&serve_html(page).await).await;
+    browser
+        .wait_until(
+            "the first two facts",
+            "return document.querySelectorAll('#facts li').length === 2;",
+        )
+        .await;
+
+    let app = app.restart().await;
+    for (topic, n) in [
+        ("chat.lobby", 4),
+        ("deploys", 5),
+        ("orders.eu", 6),
+        ("chat.lobby", 7),
+    ] {
+        let id = post(&app, topic, n).await;
+        if topic != "deploys" {
+            expected.push(format!("#{id} {topic}: {{\"n\":{n}}}"));
+        }
+    }
+    let last = expected.len();
+    browser
+        .wait_until(
+            "every fact of both topics",
+            &format!("return document.querySelectorAll('#facts li').length >= {last};"),
+        )
+        .await;
+    // Anything sent before a last fact has arrived once that one has.
+    let id = post(&app, "orders.eu", 8).await;
+    expected.push(format!("#{id} orders.eu: {{\"n\":8}}"));
+    browser
+        .wait_until(
+            "the last fact",
+            "return document.getElementById('facts').innerText.includes('\"n\":8');",
+        )
+        .await;
+    let items = browser
+        .js("return [...document.querySelectorAll('#facts li')].map(li => li.textContent);")
+        .await;
+    assert_eq!(items, json!(expected));
+    browser.close().await;
+}
+
 #[tokio::test]
 #[cfg_attr(
     no_browser,
