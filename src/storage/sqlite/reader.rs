@@ -86,10 +86,11 @@ impl Reader {
         max_bytes: usize,
     ) -> Result<FramePage, StorageError> {
         let (topics, events, untyped) = selection_params(selection);
+        let single = selection.topics.and_then(TopicSet::single);
         // `<id>,<topic>,<event>,<created_at>,<fact>` per fact: see `storage/page.rs`.
         let packed =
-            match topics {
-                None => sqlx::query_scalar!(
+            match (topics, single) {
+                (None, _) => sqlx::query_scalar!(
                     r#"SELECT group_concat(id || ',' || topic || ',' || coalesce(event, '') || ','
                                            || created_at || ',' || fact || char(10),
                                            '' ORDER BY id) AS "packed: String"
@@ -107,7 +108,28 @@ impl Reader {
                 )
                 .fetch_one(&self.pool)
                 .await,
-                Some(topics) => {
+                // One topic: a range of its index, in id order, with no bound to find and
+                // nothing to sort.
+                (Some(_), Some(topic)) => sqlx::query_scalar!(
+                    r#"SELECT group_concat(id || ',' || topic || ',' || coalesce(event, '') || ','
+                                           || created_at || ',' || fact || char(10),
+                                           '' ORDER BY id) AS "packed: String"
+                       FROM (SELECT id, topic, event, created_at, fact
+                             FROM facts
+                             WHERE topic = ?1 AND id > ?2
+                               AND (?3 IS NULL OR event IN (SELECT value FROM json_each(?3))
+                                    OR (event IS NULL AND ?4))
+                             ORDER BY id
+                             LIMIT ?5)"#,
+                    topic,
+                    after,
+                    events,
+                    untyped,
+                    rows
+                )
+                .fetch_one(&self.pool)
+                .await,
+                (Some(topics), None) => {
                     sqlx::query_scalar!(
                         r#"WITH sel(topic) AS (SELECT value FROM json_each(?2)),
                             bound(id) AS (
