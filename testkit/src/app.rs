@@ -159,6 +159,34 @@ impl TestApp {
         body["id"].as_i64().expect("an id")
     }
 
+    /// Posts from `publishers` concurrent tasks, `each` facts apiece: publisher `p`'s
+    /// `i`-th post is `post(p, i)`, a path and a fact, and must be answered `201`.
+    /// Returns once every post is.
+    pub async fn publish_concurrently<F>(&self, publishers: usize, each: usize, post: F)
+    where
+        F: Fn(usize, usize) -> (String, Value) + Send + Sync + 'static,
+    {
+        let post = Arc::new(post);
+        let tasks = (0..publishers).map(|p| {
+            let (client, base, post) = (self.client.clone(), self.base.clone(), Arc::clone(&post));
+            tokio::spawn(async move {
+                for i in 0..each {
+                    let (path, fact) = post(p, i);
+                    let response = client
+                        .post(format!("{base}{path}"))
+                        .json(&fact)
+                        .send()
+                        .await
+                        .expect("answered");
+                    assert_eq!(response.status(), 201, "posting {fact} to {path}");
+                }
+            })
+        });
+        for task in futures_util::future::join_all(tasks).await {
+            task.expect("a publisher");
+        }
+    }
+
     /// `GET path` as JSON, with its status.
     pub async fn get_json(&self, path: &str) -> (u16, Value) {
         let response = self

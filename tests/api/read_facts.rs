@@ -6,15 +6,6 @@ use serde_json::{Value, json};
 use crate::support::*;
 use factlog_testkit::*;
 
-fn ids_of(page: &Value) -> Vec<i64> {
-    page["facts"]
-        .as_array()
-        .expect("a facts array")
-        .iter()
-        .map(|f| f["id"].as_i64().expect("an id"))
-        .collect()
-}
-
 // ---------------------------------------------------------------------------------------
 // GET /facts
 // ---------------------------------------------------------------------------------------

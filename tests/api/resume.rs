@@ -199,25 +199,11 @@ async fn a_reader_that_stops_reading_gets_everything_when_it_reads_again() {
     // far more bytes than the socket buffers hold and more groups than the notifier
     // keeps, so the reader must be caught up from the database.
     let padding = "x".repeat(8 * 1024);
-    let publishers = (0..4).map(|p| {
-        let client = app.client.clone();
-        let url = app.url("/facts");
-        let padding = padding.clone();
-        tokio::spawn(async move {
-            for i in 0..FACTS / 4 {
-                let response = client
-                    .post(&url)
-                    .json(&json!({ "p": p, "i": i, "pad": padding }))
-                    .send()
-                    .await
-                    .expect("answered");
-                assert_eq!(response.status(), 201);
-            }
-        })
-    });
-    for publisher in join_all(publishers).await {
-        publisher.expect("a publisher");
-    }
+    let pad = padding.clone();
+    app.publish_concurrently(4, FACTS / 4, move |p, i| {
+        ("/facts".to_owned(), json!({ "p": p, "i": i, "pad": pad }))
+    })
+    .await;
 
     let events = stalled.until_id(FACTS as i64).await;
     assert_consecutive(&events, 1);

@@ -91,3 +91,13 @@ pub fn header<'r>(response: &'r reqwest::Response, name: &str) -> Option<&'r str
         .get(name)
         .map(|v| v.to_str().expect("an ASCII header"))
 }
+
+/// The ids of a page of `GET /facts` (or of a topic's facts), in the page's order.
+pub fn ids_of(page: &Value) -> Vec<i64> {
+    page["facts"]
+        .as_array()
+        .expect("a facts array")
+        .iter()
+        .map(|f| f["id"].as_i64().expect("an id"))
+        .collect()
+}

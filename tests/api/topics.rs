@@ -2,7 +2,6 @@
 //! listing topics, streams of one topic, of several and of all, resumed with one id across
 //! a restart, the record format, and every bad input.
 
-use futures_util::future::join_all;
 use serde_json::{Value, json};
 
 use crate::support::*;
@@ -12,15 +11,6 @@ use factlog_testkit::*;
 async fn post_to(app: &TestApp, topic: &str, fact: Value) -> i64 {
     app.append_at(&format!("/topics/{topic}/facts"), &fact)
         .await
-}
-
-fn ids_of(page: &Value) -> Vec<i64> {
-    page["facts"]
-        .as_array()
-        .expect("a facts array")
-        .iter()
-        .map(|f| f["id"].as_i64().expect("an id"))
-        .collect()
 }
 
 /// Every id of `query` (`topic=a&topic=b`), read page by page through `GET /facts`.
@@ -316,24 +306,10 @@ pub async fn concurrent_publishers_and_readers_of_topics_see_exactly_their_topic
     for selection in selections {
         streams.push(app.events(selection, None).await);
     }
-    let publishers = TOPICS.map(|topic| {
-        let client = app.client.clone();
-        let url = app.url(&format!("/topics/{topic}/facts"));
-        tokio::spawn(async move {
-            for i in 0..PER_TOPIC {
-                let response = client
-                    .post(&url)
-                    .json(&json!({ "i": i }))
-                    .send()
-                    .await
-                    .expect("answered");
-                assert_eq!(response.status(), 201);
-            }
-        })
-    });
-    for publisher in join_all(publishers).await {
-        publisher.expect("a publisher");
-    }
+    app.publish_concurrently(TOPICS.len(), PER_TOPIC, |p, i| {
+        (format!("/topics/{}/facts", TOPICS[p]), json!({ "i": i }))
+    })
+    .await;
     for (selection, stream) in selections.iter().zip(&mut streams) {
         let expected = if selection.is_empty() {
             app.all_ids().await

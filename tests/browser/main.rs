@@ -153,6 +153,11 @@ impl Browser {
         field.send_keys(text).await.expect("typed");
     }
 
+    async fn click(&self, id: &str) {
+        let button = self.client.find(Locator::Id(id)).await.expect("the button");
+        button.click().await.expect("clicked");
+    }
+
     async fn screenshot(&self, path: &Path) {
         let png = self.client.screenshot().await.expect("a screenshot");
         if let Some(dir) = path.parent() {
@@ -241,14 +246,7 @@ async fn the_form_posts_and_shows_the_servers_errors() {
     browser.type_into("info", "from the form").await;
     browser.type_into("source", "https://factlog.test").await;
     browser.type_into("token", "wrong").await;
-    browser
-        .client
-        .find(Locator::Id("send"))
-        .await
-        .expect("button")
-        .click()
-        .await
-        .expect("clicked");
+    browser.click("send").await;
     browser
         .wait_until(
             "the server's error",
@@ -479,14 +477,7 @@ async fn a_log_of_100000_facts_opens_at_the_newest_and_pages_back() {
     let ids = browser.row_ids().await;
     assert_once_in_order(&ids, 99_701..=100_000);
 
-    browser
-        .client
-        .find(Locator::Id("earlier"))
-        .await
-        .expect("load earlier")
-        .click()
-        .await
-        .expect("clicked");
+    browser.click("earlier").await;
     browser.wait_for_rows(500).await;
     assert_once_in_order(&browser.row_ids().await, 99_501..=100_000);
 
@@ -559,14 +550,7 @@ async fn the_page_shows_the_topics_in_its_url() {
     // The form posts to the topic typed in it.
     browser.type_into("topic", "chat.lobby").await;
     browser.type_into("info", "from the page").await;
-    browser
-        .client
-        .find(Locator::Id("send"))
-        .await
-        .expect("button")
-        .click()
-        .await
-        .expect("clicked");
+    browser.click("send").await;
     browser.wait_for_rows(4).await;
     let posted = browser.row_ids().await[3];
     let (_, record) = app.get_json(&format!("/facts/{posted}")).await;
@@ -575,14 +559,7 @@ async fn the_page_shows_the_topics_in_its_url() {
 
     // Another choice opens the page for it, in the URL.
     browser.type_into("topics", "deploys").await;
-    browser
-        .client
-        .find(Locator::Id("show-topics"))
-        .await
-        .expect("button")
-        .click()
-        .await
-        .expect("clicked");
+    browser.click("show-topics").await;
     browser
         .wait_until(
             "the URL names the topic",
