@@ -16,6 +16,7 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use crate::auth::Policy;
 use crate::config::Config;
 use crate::http::server::{self, Limits};
 use crate::http::{AppState, routes};
@@ -33,6 +34,7 @@ pub struct App {
     listener: TcpListener,
     local_addr: SocketAddr,
     config: Arc<Config>,
+    policy: Arc<Policy>,
     storage: Storage,
     writer: WriterHandle,
     writer_task: JoinHandle<()>,
@@ -51,6 +53,13 @@ impl App {
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         if config.publish_token.as_deref() == Some("") {
             anyhow::bail!("--publish-token is empty: give a secret, or leave the flag out");
+        }
+        // Before the database: a key that cannot be read stops the start at once.
+        let policy = Policy::from_config(&config)?;
+        if !policy.checks_tokens() && !policy.everything_is_public() {
+            tracing::warn!(
+                "--public-topics narrows what anyone may read, but without --jwt-key no token can grant the rest: only the public topics can be read"
+            );
         }
         let Opened {
             storage,
@@ -84,6 +93,7 @@ impl App {
             listener,
             local_addr,
             config: Arc::new(config),
+            policy: Arc::new(policy),
             storage,
             writer,
             writer_task,
@@ -105,6 +115,7 @@ impl App {
             listener,
             local_addr: _,
             config,
+            policy,
             storage,
             writer,
             writer_task,
@@ -128,6 +139,7 @@ impl App {
             writer,
             notifier: Arc::clone(&notifier),
             config,
+            policy,
             log_id,
             shutdown: shutdown.clone(),
             metrics,

@@ -26,6 +26,23 @@ pub enum LogFormat {
     Json,
 }
 
+/// The one algorithm JSON Web Tokens are accepted with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum JwtAlg {
+    /// HMAC with SHA-256: the key is a shared secret.
+    #[value(name = "HS256")]
+    Hs256,
+    /// RSA PKCS#1 v1.5 with SHA-256: the key is a PEM public key.
+    #[value(name = "RS256")]
+    Rs256,
+    /// ECDSA on P-256 with SHA-256: the key is a PEM public key.
+    #[value(name = "ES256")]
+    Es256,
+    /// Ed25519: the key is a PEM public key.
+    #[value(name = "EdDSA")]
+    EdDsa,
+}
+
 /// factlog: an append-only log of JSON facts, served over HTTP and Server-Sent Events.
 #[derive(Debug, Clone, Parser)]
 #[command(version, about)]
@@ -53,9 +70,46 @@ pub struct Config {
           value_parser = clap::value_parser!(u64).range(1..))]
     pub keep_alive_secs: u64,
 
-    /// When set, POST needs `Authorization: Bearer <token>`.
+    /// A static token that may publish to every topic: `Authorization: Bearer <token>`.
+    /// With it (or with --jwt-key), publishing needs a token.
     #[arg(long, env = "FACTLOG_PUBLISH_TOKEN", hide_env_values = true)]
     pub publish_token: Option<String>,
+
+    /// A key that verifies JSON Web Tokens (repeat the flag, or comma-separate in the
+    /// variable, to accept several while rotating): for HS256 the secret, or @/path to
+    /// read it from a file; for RS256, ES256 and EdDSA the path of a PEM public key. With
+    /// it, publishing needs a token.
+    #[arg(
+        long = "jwt-key",
+        env = "FACTLOG_JWT_KEYS",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
+    pub jwt_keys: Vec<String>,
+
+    /// The one algorithm tokens are accepted with; a token's own `alg` header never
+    /// chooses.
+    #[arg(long, env = "FACTLOG_JWT_ALG", value_enum, ignore_case = true,
+          default_value_t = JwtAlg::Hs256)]
+    pub jwt_alg: JwtAlg,
+
+    /// When set, a token's `iss` must be this.
+    #[arg(long, env = "FACTLOG_JWT_ISSUER")]
+    pub jwt_issuer: Option<String>,
+
+    /// When set, a token's `aud` must name this.
+    #[arg(long, env = "FACTLOG_JWT_AUDIENCE")]
+    pub jwt_audience: Option<String>,
+
+    /// Seconds a token's `exp` and `nbf` may be off by, for clocks that differ; a stream
+    /// ends this long after its token's `exp`.
+    #[arg(long, env = "FACTLOG_JWT_LEEWAY_SECS", default_value_t = 30)]
+    pub jwt_leeway_secs: u64,
+
+    /// Comma-separated topic patterns anyone may read without a token (a name,
+    /// `prefix.*`, or `*` for all); an empty value makes every read need a token.
+    #[arg(long, env = "FACTLOG_PUBLIC_TOPICS", default_value = "*")]
+    pub public_topics: String,
 
     /// Origins allowed to call the API from a browser (repeat the flag, or comma-separate
     /// in the variable); any origin when unset.
@@ -96,6 +150,74 @@ pub struct Config {
     pub sync: SyncLevel,
 }
 
+/// `factlog token`: prints a signed token, for trying things out. Production tokens come
+/// from the application's own backend.
+#[derive(Debug, Clone, clap::Args)]
+pub struct TokenArgs {
+    /// The key that signs: for HS256 the secret, or @/path to read it from a file; for
+    /// RS256, ES256 and EdDSA the path of a PEM private key (PKCS#8). With several, the
+    /// first signs.
+    #[arg(
+        long = "jwt-key",
+        env = "FACTLOG_JWT_KEYS",
+        value_delimiter = ',',
+        hide_env_values = true,
+        required = true
+    )]
+    pub jwt_keys: Vec<String>,
+
+    /// The algorithm to sign with.
+    #[arg(long, env = "FACTLOG_JWT_ALG", value_enum, ignore_case = true,
+          default_value_t = JwtAlg::Hs256)]
+    pub jwt_alg: JwtAlg,
+
+    /// The token's `iss`.
+    #[arg(long, env = "FACTLOG_JWT_ISSUER")]
+    pub jwt_issuer: Option<String>,
+
+    /// The token's `aud`.
+    #[arg(long, env = "FACTLOG_JWT_AUDIENCE")]
+    pub jwt_audience: Option<String>,
+
+    /// The token's `sub`: who holds it (logged by the server).
+    #[arg(long)]
+    pub sub: Option<String>,
+
+    /// Topic patterns it may read (repeat, or comma-separate): a name, `prefix.*`, `*`.
+    #[arg(long, value_delimiter = ',')]
+    pub subscribe: Vec<String>,
+
+    /// Topic patterns it may publish to (repeat, or comma-separate).
+    #[arg(long, value_delimiter = ',')]
+    pub publish: Vec<String>,
+
+    /// How long it is valid: seconds, or a number with s, m, h or d (`90s`, `15m`, `1h`,
+    /// `7d`).
+    #[arg(long, default_value = "1h", value_parser = parse_ttl)]
+    pub ttl: u64,
+}
+
+/// A time to live in seconds, from `90`, `90s`, `15m`, `1h` or `7d`.
+fn parse_ttl(text: &str) -> Result<u64, String> {
+    let (digits, unit) = match text.char_indices().find(|(_, c)| !c.is_ascii_digit()) {
+        Some((i, _)) => text.split_at(i),
+        None => (text, "s"),
+    };
+    let scale = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => return Err(format!("{text:?}: the unit must be s, m, h or d")),
+    };
+    digits
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(scale))
+        .filter(|&secs| secs > 0)
+        .ok_or_else(|| format!("{text:?} is not a positive duration such as 90s, 15m, 1h, 7d"))
+}
+
 impl Config {
     /// The defaults of every flag, for a given address and database, ignoring the
     /// environment: what tests and the load generator start from.
@@ -106,6 +228,12 @@ impl Config {
             retry_ms: 2000,
             keep_alive_secs: 15,
             publish_token: None,
+            jwt_keys: Vec::new(),
+            jwt_alg: JwtAlg::Hs256,
+            jwt_issuer: None,
+            jwt_audience: None,
+            jwt_leeway_secs: 30,
+            public_topics: "*".to_owned(),
             cors_origins: Vec::new(),
             max_body_bytes: 65536,
             max_subscribers: 100_000,
@@ -135,6 +263,18 @@ mod tests {
         ]);
         assert_eq!(c.cors_origins, ["http://a.test", "http://b.test"]);
         assert_eq!(c.sync, SyncLevel::Normal);
+    }
+
+    #[test]
+    fn ttls_parse() {
+        assert_eq!(parse_ttl("90"), Ok(90));
+        assert_eq!(parse_ttl("90s"), Ok(90));
+        assert_eq!(parse_ttl("15m"), Ok(900));
+        assert_eq!(parse_ttl("1h"), Ok(3600));
+        assert_eq!(parse_ttl("7d"), Ok(604_800));
+        for bad in ["", "0", "h", "1y", "-1h", "1.5h", "99999999999999999999d"] {
+            assert!(parse_ttl(bad).is_err(), "{bad:?} accepted");
+        }
     }
 
     #[test]

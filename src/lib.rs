@@ -32,7 +32,8 @@
 //! Imports run downward only, so each concern has one home and a change finds it:
 //!
 //! 1. leaves, which import nothing of ours: [`domain`] (values and frame text),
-//!    [`config`] (the command line), [`metrics`], [`shutdown`]; then [`telemetry`];
+//!    [`config`] (the command line), [`metrics`], [`shutdown`]; then [`telemetry`] and
+//!    [`auth`] (tokens and who may read and write);
 //! 2. [`storage`]: engines, the writer; committed facts leave it through
 //!    [`storage::Publish`];
 //! 3. [`notifier`]: the fan-out, which implements `Publish`;
@@ -44,6 +45,7 @@
 //! or closes a cycle.
 
 pub mod app;
+pub mod auth;
 pub mod config;
 pub mod domain;
 pub mod http;

@@ -1,11 +1,29 @@
 //! The `factlog` binary: parse the command line, start logging, build the app, and serve
-//! until SIGINT or SIGTERM.
+//! until SIGINT or SIGTERM; or, as `factlog token`, print a signed token.
 
 use std::process::ExitCode;
 
-use clap::Parser as _;
-use factlog::{App, Config, telemetry};
+use clap::Parser;
+use factlog::config::TokenArgs;
+use factlog::{App, Config, auth, telemetry};
 use tokio_util::sync::CancellationToken;
+
+/// factlog: an append-only log of JSON facts, served over HTTP and Server-Sent Events.
+#[derive(Debug, Parser)]
+#[command(version, about, args_conflicts_with_subcommands = true)]
+struct Cli {
+    #[command(flatten)]
+    config: Config,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum Command {
+    /// Print a signed token, for trying the server out (production tokens come from the
+    /// application's own backend).
+    Token(TokenArgs),
+}
 
 /// jemalloc rather than the system allocator; see the README's "Performance" section.
 #[global_allocator]
@@ -13,7 +31,24 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let config = Config::parse();
+    let config = match Cli::parse() {
+        Cli {
+            command: Some(Command::Token(args)),
+            ..
+        } => {
+            return match auth::mint(&args) {
+                Ok(token) => {
+                    println!("{token}");
+                    ExitCode::SUCCESS
+                }
+                Err(err) => {
+                    eprintln!("cannot make a token: {err:#}");
+                    ExitCode::FAILURE
+                }
+            };
+        }
+        Cli { config, .. } => config,
+    };
     telemetry::init(telemetry::DEFAULT_FILTER, config.log_format);
     // Signals are listened for before anything starts: a SIGTERM that arrives while the
     // database is being opened stops the server as soon as it is up, cleanly, instead of

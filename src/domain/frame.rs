@@ -88,6 +88,14 @@ pub fn reset(last_id: i64) -> Bytes {
     Bytes::from(format!("event: reset\ndata: {{\"last_id\":{last_id}}}\n\n"))
 }
 
+/// The event that ends a stream whose token has expired: the client fetches a new token
+/// and resumes after `last_id`, the newest id the stream had reached.
+pub fn token_expired(last_id: i64) -> Bytes {
+    Bytes::from(format!(
+        "event: token-expired\ndata: {{\"last_id\":{last_id}}}\n\n"
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -110,6 +118,10 @@ mod tests {
         assert_eq!(&buf[..], b"id: 7\nevent: x.y\ndata: {\"a\":\"b\\nc\"}\n\n");
         assert_eq!(&retry(2000)[..], b"retry: 2000\n\n");
         assert_eq!(&reset(9)[..], b"event: reset\ndata: {\"last_id\":9}\n\n");
+        assert_eq!(
+            &token_expired(9)[..],
+            b"event: token-expired\ndata: {\"last_id\":9}\n\n"
+        );
     }
 
     #[test]

@@ -12,6 +12,7 @@
 use poem::http::{HeaderValue, StatusCode, header};
 use poem::{IntoResponse, Response};
 
+use crate::auth::Rejected;
 use crate::domain::Invalid;
 use crate::storage::StorageError;
 
@@ -21,9 +22,18 @@ pub enum AppError {
     /// The request is malformed: bad JSON, a bad event name, a bad start position.
     #[error("{0}")]
     BadRequest(String),
-    /// A publish token is configured and the request did not present it.
-    #[error("a valid `Authorization: Bearer <token>` header is required to publish")]
-    Unauthorized,
+    /// A token is needed for what was asked (the field says what, "to read topic x"), and
+    /// none was presented.
+    #[error(
+        "a token is needed {0}: present it as `Authorization: Bearer <token>` (a read also takes the factlog_token cookie or ?access_token=)"
+    )]
+    TokenRequired(String),
+    /// The presented token is not valid: it is refused, never taken for no token.
+    #[error("{0}")]
+    InvalidToken(Rejected),
+    /// The token is valid but does not grant what was asked (the field says what).
+    #[error("the token does not grant what is needed {0}")]
+    NotGranted(String),
     /// No such fact.
     #[error("no fact with id {0}")]
     NotFound(i64),
@@ -70,7 +80,8 @@ impl AppError {
     pub fn status(&self) -> StatusCode {
         match self {
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
-            Self::Unauthorized => StatusCode::UNAUTHORIZED,
+            Self::TokenRequired(_) | Self::InvalidToken(_) => StatusCode::UNAUTHORIZED,
+            Self::NotGranted(_) => StatusCode::FORBIDDEN,
             Self::NotFound(_) | Self::NoSuchTopic(_) => StatusCode::NOT_FOUND,
             Self::KeyConflict { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
@@ -135,10 +146,23 @@ impl poem::error::ResponseError for AppError {
                     .headers_mut()
                     .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
             }
-            Self::Unauthorized => {
+            // RFC 6750 (3): what a client of a bearer token needs to know.
+            Self::TokenRequired(_) => {
                 response
                     .headers_mut()
                     .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            }
+            Self::InvalidToken(_) => {
+                response.headers_mut().insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static(r#"Bearer error="invalid_token""#),
+                );
+            }
+            Self::NotGranted(_) => {
+                response.headers_mut().insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static(r#"Bearer error="insufficient_scope""#),
+                );
             }
             _ => {}
         }

@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
 
+use crate::auth::Policy;
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::notifier::Notifier;
@@ -21,6 +22,8 @@ pub struct AppState {
     pub notifier: Arc<Notifier>,
     /// The command line.
     pub config: Arc<Config>,
+    /// Who may read and write.
+    pub policy: Arc<Policy>,
     /// The identity of this log.
     pub log_id: Arc<str>,
     /// Fires when the server is stopping; replaying streams end on it (live ones end when

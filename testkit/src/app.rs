@@ -25,6 +25,9 @@ pub struct TestApp {
     pub config: Config,
     /// Keeps the database's directory alive across restarts.
     pub dir: Arc<TempDir>,
+    /// A bearer token the harness's own reads of the whole log ([`TestApp::all_ids`])
+    /// present, on a server where reading every topic needs one.
+    pub reader_token: Option<String>,
     shutdown: CancellationToken,
     server: Option<JoinHandle<()>>,
 }
@@ -59,6 +62,7 @@ async fn start(config: Config, dir: Arc<TempDir>) -> TestApp {
         client: reqwest::Client::new(),
         config,
         dir,
+        reader_token: None,
         shutdown,
         server: Some(server),
     }
@@ -208,7 +212,22 @@ impl TestApp {
 
     /// Every id in the log, read through `GET /facts`.
     pub async fn all_ids(&self) -> Vec<i64> {
-        all_ids(&self.client, &self.base).await
+        let mut ids = Vec::new();
+        let mut after = 0;
+        loop {
+            let mut request = self
+                .client
+                .get(self.url(&format!("/facts?after={after}&limit=1000")));
+            if let Some(token) = &self.reader_token {
+                request = request.bearer_auth(token);
+            }
+            let (page, next) = page_of_ids(request).await;
+            ids.extend(page);
+            match next {
+                Some(next) => after = next,
+                None => return ids,
+            }
+        }
     }
 
     /// Opens the stream at `path` (which may carry a query).
@@ -245,25 +264,28 @@ pub async fn all_ids(client: &reqwest::Client, base: &str) -> Vec<i64> {
     let mut ids = Vec::new();
     let mut after = 0;
     loop {
-        let response = client
-            .get(format!("{base}/facts?after={after}&limit=1000"))
-            .send()
-            .await
-            .expect("a page");
-        assert_eq!(response.status(), 200);
-        let page: Value = response.json().await.expect("a JSON page");
-        ids.extend(
-            page["facts"]
-                .as_array()
-                .expect("facts")
-                .iter()
-                .map(|f| f["id"].as_i64().expect("id")),
-        );
-        match page["next"].as_i64() {
+        let request = client.get(format!("{base}/facts?after={after}&limit=1000"));
+        let (page, next) = page_of_ids(request).await;
+        ids.extend(page);
+        match next {
             Some(next) => after = next,
             None => return ids,
         }
     }
+}
+
+/// The ids of the page `request` reads from `GET /facts`, and its `next` cursor.
+async fn page_of_ids(request: reqwest::RequestBuilder) -> (Vec<i64>, Option<i64>) {
+    let response = request.send().await.expect("a page");
+    assert_eq!(response.status(), 200);
+    let page: Value = response.json().await.expect("a JSON page");
+    let ids = page["facts"]
+        .as_array()
+        .expect("facts")
+        .iter()
+        .map(|f| f["id"].as_i64().expect("id"))
+        .collect();
+    (ids, page["next"].as_i64())
 }
 
 /// A stopped server that can be started again.

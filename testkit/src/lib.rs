@@ -7,7 +7,8 @@
 //!   as the SSE specification does;
 //! - [`process`]: the factlog binary as a process, for signals, limits and its log;
 //! - [`pg`]: a PostgreSQL database per test, on a throwaway cluster of Debian's
-//!   PostgreSQL or on the server of `FACTLOG_TEST_POSTGRES_URL`.
+//!   PostgreSQL or on the server of `FACTLOG_TEST_POSTGRES_URL`;
+//! - [`token`]: signed and forged tokens for the tests of who may read and write.
 //!
 //! Everything a test needs is re-exported here: `use factlog_testkit::*;`.
 
@@ -15,6 +16,7 @@ pub mod app;
 pub mod pg;
 pub mod process;
 pub mod sse;
+pub mod token;
 
 use std::time::Duration;
 

@@ -3,6 +3,7 @@
 //! PostgreSQL database of its own). The harness is the `factlog-testkit` crate;
 //! `support.rs` holds what several files here check alike.
 
+mod access;
 mod bad_posts;
 mod edge;
 mod events;
@@ -18,4 +19,6 @@ mod resume;
 mod shutdown;
 mod slow_readers;
 mod support;
+mod token_expiry;
+mod tokens;
 mod topics;

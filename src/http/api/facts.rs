@@ -13,6 +13,7 @@ use super::params::{EventParam, KeyHeader, TopicsParam};
 use super::publish;
 use super::record::Fact;
 use crate::domain::{TopicName, TopicSet};
+use crate::http::access::{Publisher, ReadAccess};
 use crate::http::error::AppError;
 use crate::http::middleware::publishing;
 use crate::http::state::AppState;
@@ -46,9 +47,13 @@ impl FactsApi {
     ///
     /// The body is any JSON value (or a form, stored as an object of its fields). The
     /// answer comes once the fact is committed under `--sync`. Errors: 400 malformed body,
-    /// topic or event name, 401 missing or wrong token, 413 body too large, 415 other
+    /// topic or event name, 401 missing or invalid token, 403 not granted, 413 body too large, 415 other
     /// content types, 422 the idempotency key was used on this topic for another fact, 503
     /// the database cannot take the write (nothing is written).
+    ///
+    /// With `--publish-token` or `--jwt-key`, it needs `Authorization: Bearer` with the
+    /// static token or a token whose `factlog.publish` grants the topic (401 without a
+    /// valid one, 403 when it does not grant).
     #[oai(
         path = "/topics/:topic/facts",
         method = "post",
@@ -57,6 +62,7 @@ impl FactsApi {
     async fn post_topic_fact(
         &self,
         state: Data<&AppState>,
+        publisher: Publisher,
         /// The topic: 1 to 64 characters of `A-Z a-z 0-9 _ . : -`. It exists once it
         /// holds a fact.
         topic: param::Path<String>,
@@ -73,7 +79,15 @@ impl FactsApi {
         let topic = TopicName::parse(&topic.0).map_err(AppError::from)?;
         // Boxed: the operation's future is moved through every layer of the router, so
         // it is kept small.
-        Box::pin(publish::append(&state, topic, event, idempotency_key, body)).await
+        Box::pin(publish::append(
+            &state,
+            &publisher.0,
+            topic,
+            event,
+            idempotency_key,
+            body,
+        ))
+        .await
     }
 
     /// Append a fact to the topic `default`.
@@ -83,6 +97,7 @@ impl FactsApi {
     async fn post_facts(
         &self,
         state: Data<&AppState>,
+        publisher: Publisher,
         /// The SSE event type.
         event: EventParam,
         /// Idempotency key, as for `POST /topics/{topic}/facts`.
@@ -91,7 +106,15 @@ impl FactsApi {
         body: FactBody,
     ) -> poem::Result<publish::PostResponse> {
         let topic = TopicName::default_topic();
-        Box::pin(publish::append(&state, topic, event, idempotency_key, body)).await
+        Box::pin(publish::append(
+            &state,
+            &publisher.0,
+            topic,
+            event,
+            idempotency_key,
+            body,
+        ))
+        .await
     }
 
     /// Append a fact to the topic `default` (the tutorial's path; same as `POST /facts`).
@@ -99,6 +122,7 @@ impl FactsApi {
     async fn post_fact(
         &self,
         state: Data<&AppState>,
+        publisher: Publisher,
         /// The SSE event type.
         event: EventParam,
         /// Idempotency key, as for `POST /topics/{topic}/facts`.
@@ -107,7 +131,15 @@ impl FactsApi {
         body: FactBody,
     ) -> poem::Result<publish::PostResponse> {
         let topic = TopicName::default_topic();
-        Box::pin(publish::append(&state, topic, event, idempotency_key, body)).await
+        Box::pin(publish::append(
+            &state,
+            &publisher.0,
+            topic,
+            event,
+            idempotency_key,
+            body,
+        ))
+        .await
     }
 
     /// Read a page of the log.
@@ -119,6 +151,7 @@ impl FactsApi {
     async fn list_facts(
         &self,
         state: Data<&AppState>,
+        access: ReadAccess,
         /// Only the facts of these topics.
         topic: TopicsParam,
         /// Start after this id.
@@ -131,6 +164,7 @@ impl FactsApi {
         #[oai(validator(minimum(value = "1"), maximum(value = "1000")))]
         limit: param::Query<Option<i64>>,
     ) -> poem::Result<Json<FactPage>> {
+        access.require(topic.0.as_ref())?;
         page(&state, topic.0.as_ref(), after.0, before.0, limit.0).await
     }
 
@@ -141,6 +175,7 @@ impl FactsApi {
     async fn list_topic_facts(
         &self,
         state: Data<&AppState>,
+        access: ReadAccess,
         /// The topic.
         topic: param::Path<String>,
         /// Start after this id.
@@ -155,14 +190,19 @@ impl FactsApi {
     ) -> poem::Result<Json<FactPage>> {
         let topic = TopicName::parse(&topic.0).map_err(AppError::from)?;
         let topics = TopicSet::new(vec![topic]).map_err(AppError::from)?;
+        access.require(topics.as_ref())?;
         page(&state, topics.as_ref(), after.0, before.0, limit.0).await
     }
 
     /// Read one fact.
+    ///
+    /// A fact of a topic the caller may not read is answered as one that does not exist
+    /// (404), so that a guessed id tells nothing.
     #[oai(path = "/facts/:id", method = "get")]
     async fn get_fact(
         &self,
         state: Data<&AppState>,
+        access: ReadAccess,
         /// The fact's id.
         id: param::Path<i64>,
     ) -> poem::Result<GetResponse> {
@@ -171,6 +211,7 @@ impl FactsApi {
             .get(id.0)
             .await
             .map_err(AppError::from)?
+            .filter(|record| access.may_read(&record.topic))
             .ok_or(AppError::NotFound(id.0))?;
         Ok(GetResponse::Found(record.try_into()?))
     }

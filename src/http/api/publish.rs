@@ -7,6 +7,7 @@ use poem_openapi::ApiResponse;
 use super::body::FactBody;
 use super::params::{EventParam, KeyHeader};
 use super::record::Fact;
+use crate::auth::Caller;
 use crate::domain::{NewFact, TopicName};
 use crate::http::error::AppError;
 use crate::http::state::AppState;
@@ -27,6 +28,7 @@ pub enum PostResponse {
 /// What every publishing operation does.
 pub async fn append(
     state: &AppState,
+    publisher: &Caller,
     topic: TopicName,
     event: EventParam,
     key: KeyHeader,
@@ -42,6 +44,9 @@ pub async fn append(
     Ok(
         match state.writer.append(new).await.map_err(AppError::from)? {
             Appended::Created(record) => {
+                if let Some(sub) = publisher.sub() {
+                    tracing::debug!(sub = ?sub, id = record.id, topic = record.topic, "appended");
+                }
                 let location = format!("/facts/{}", record.id);
                 // The stored text is this value, compacted: answer with the value itself
                 // rather than parse the text back.

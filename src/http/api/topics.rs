@@ -5,6 +5,7 @@ use poem_openapi::payload::Json;
 use poem_openapi::{Object, OpenApi, param};
 
 use crate::domain::TopicName;
+use crate::http::access::ReadAccess;
 use crate::http::error::AppError;
 use crate::http::state::AppState;
 use crate::storage::TopicSummary;
@@ -49,19 +50,20 @@ struct TopicPage {
 impl TopicsApi {
     /// List the topics, by name.
     ///
-    /// A topic exists once it holds a fact. Counting a topic's facts reads its part of the
-    /// log's topic index.
+    /// A topic exists once it holds a fact. Only the topics the caller may read are
+    /// listed. Counting a topic's facts reads its part of the log's topic index.
     #[oai(path = "/topics", method = "get")]
     async fn list_topics(
         &self,
         state: Data<&AppState>,
+        access: ReadAccess,
         /// Start after this topic name.
         after: param::Query<Option<String>>,
         /// Topics per page, 1 to 1000 (default 100).
         #[oai(validator(minimum(value = "1"), maximum(value = "1000")))]
         limit: param::Query<Option<i64>>,
     ) -> poem::Result<Json<TopicPage>> {
-        let after = match after.0 {
+        let mut after = match after.0 {
             Some(name) => TopicName::parse(&name)
                 .map_err(AppError::from)?
                 .as_str()
@@ -71,11 +73,24 @@ impl TopicsApi {
         let limit = limit.0.unwrap_or(100);
         // Validated to 1..=1000, so the conversion cannot fail.
         let page_len = usize::try_from(limit).unwrap_or(100);
-        let mut topics = state
-            .storage
-            .topics(&after, limit + 1)
-            .await
-            .map_err(AppError::from)?;
+        // One more than asked tells whether there are more. Topics the caller may not
+        // read are skipped, which may take several reads to fill a page.
+        let mut topics = Vec::with_capacity(page_len + 1);
+        loop {
+            let batch = state
+                .storage
+                .topics(&after, limit + 1)
+                .await
+                .map_err(AppError::from)?;
+            let exhausted = batch.len() <= page_len;
+            if let Some(last) = batch.last() {
+                after.clone_from(&last.name);
+            }
+            topics.extend(batch.into_iter().filter(|t| access.may_read(&t.name)));
+            if exhausted || topics.len() > page_len {
+                break;
+            }
+        }
         let more = topics.len() > page_len;
         topics.truncate(page_len);
         let next = topics.last().map(|t| t.name.clone()).filter(|_| more);
@@ -90,10 +105,12 @@ impl TopicsApi {
     async fn get_topic(
         &self,
         state: Data<&AppState>,
+        access: ReadAccess,
         /// The topic.
         topic: param::Path<String>,
     ) -> poem::Result<Json<Topic>> {
         let name = TopicName::parse(&topic.0).map_err(AppError::from)?;
+        access.require_topic(name.as_str())?;
         let summary = state
             .storage
             .topic(name.as_str())

@@ -1,9 +1,10 @@
 //! The outermost layer of every request: the request id (every response carries
 //! `X-Request-Id`, the caller's own or a UUID, and with debug logging on every log line of
 //! the request carries it too), the same-origin pass-through, the access log (one debug
-//! line per request with status and duration), the log line of every refusal and failure
-//! (from the [`Logged`] entry the error response carries, so that the cause is logged with
-//! the request id and never sent), and the response count for `/metrics`.
+//! line per request with status and duration, its URL without a token), the log line of
+//! every refusal and failure (from the [`Logged`] entry the error response carries, so that
+//! the cause is logged with the request id and never sent), `Referrer-Policy`, and the
+//! response count for `/metrics`.
 //!
 //! These are one layer rather than several, over a boxed inner tree: every layer's future
 //! holds the request and the future of the layer inside it, so a deep stack makes a large
@@ -12,10 +13,11 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use poem::http::{HeaderValue, header};
+use poem::http::{HeaderValue, Uri, header};
 use poem::{Endpoint, IntoResponse as _, Request, Response};
 use tracing::Instrument as _;
 
+use crate::http::access;
 use crate::http::error::{Level, Logged};
 use crate::metrics::Metrics;
 
@@ -53,7 +55,7 @@ pub async fn edge<E: Endpoint>(
     } else {
         let started = Instant::now();
         let method = req.method().clone();
-        let uri = req.original_uri().clone();
+        let uri = loggable(req.original_uri());
         let remote = req.remote_addr().to_string();
         let response = next
             .call(req)
@@ -74,6 +76,12 @@ pub async fn edge<E: Endpoint>(
         log_refusal(&logged, &id, response.status().as_u16());
     }
     response.headers_mut().insert(X_REQUEST_ID, id);
+    // A page of ours that a token reached by its URL (a link, a bookmark) must not pass
+    // that URL to another site as the referrer.
+    response.headers_mut().insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
     metrics.responded(response.status());
     Ok(response)
 }
@@ -87,6 +95,22 @@ fn log_refusal(logged: &Logged, id: &HeaderValue, status: u16) {
         Level::Warn => tracing::warn!(%request_id, status, cause, "{}", logged.message),
         Level::Debug => tracing::debug!(%request_id, status, cause, "{}", logged.message),
     }
+}
+
+/// The URI as the access log writes it: the value of `?access_token=` is a credential, and
+/// is replaced.
+fn loggable(uri: &Uri) -> String {
+    let Some(query) = uri.query().filter(|q| q.contains(access::QUERY)) else {
+        return uri.to_string();
+    };
+    let redacted: Vec<&str> = query
+        .split('&')
+        .map(|pair| match pair.split_once('=') {
+            Some((name, _)) if name == access::QUERY => "access_token=REDACTED",
+            _ => pair,
+        })
+        .collect();
+    format!("{}?{}", uri.path(), redacted.join("&"))
 }
 
 /// A browser sends `Origin` on its own page's POSTs too. That is not a cross-origin call,

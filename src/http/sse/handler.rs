@@ -1,17 +1,18 @@
 //! The request side of `GET /events` and `GET /topics/{topic}/events`.
 
-use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use bytes::BytesMut;
 use futures_util::StreamExt as _;
 use poem::http::{HeaderValue, header};
 use poem::web::{Data, Path};
 use poem::{Body, Request, Response, handler};
+use tokio::time::Instant;
 
 use super::stream::Stream;
 use crate::domain::frame::{self, Format};
 use crate::domain::{EventFilter, EventName, StartPosition, TopicName, TopicSet, parse_urlencoded};
+use crate::http::access::ReadAccess;
 use crate::http::error::AppError;
 use crate::http::state::AppState;
 use crate::storage::Selection;
@@ -102,6 +103,19 @@ async fn open(
     query: EventsQuery,
     topics: Option<TopicSet>,
 ) -> Result<Response, AppError> {
+    let access = ReadAccess::of(req, state)?;
+    access.require(topics.as_ref())?;
+    let caller = access.caller();
+    if let Some(sub) = caller.sub() {
+        tracing::debug!(sub = ?sub, "stream opened");
+    }
+    // The stream ends when the token does (see `stream.rs`): its deadline, on the
+    // runtime's clock.
+    let expires = caller.expires.map(|at| {
+        Instant::now()
+            + at.duration_since(SystemTime::now())
+                .unwrap_or(Duration::ZERO)
+    });
     let start = StartPosition::resolve(
         req.headers()
             .get("last-event-id")
@@ -157,15 +171,7 @@ async fn open(
         opening.extend_from_slice(&frame::reset(last_id));
     }
 
-    let stream = Stream::new(
-        state.storage.clone(),
-        filter,
-        format,
-        cursor,
-        Duration::from_secs(state.config.keep_alive_secs),
-        state.shutdown.clone(),
-        Arc::clone(&state.metrics),
-    );
+    let stream = Stream::new(state, filter, format, cursor, expires);
     let body = stream.run(opening.freeze(), live, guard);
 
     Ok(Response::builder()

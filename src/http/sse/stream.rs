@@ -22,6 +22,9 @@
 //!   with the subscription still held, so the same argument applies again. A slow reader
 //!   is never dropped and never skips a fact.
 //!
+//! A stream opened with a token that expires ends when it does: it sends `token-expired`
+//! with its cursor, so the client can resume exactly after a new token is fetched.
+//!
 //! The stream is pulled by the connection: nothing is read or rendered for a reader until
 //! its socket takes the previous chunk, so a stalled reader holds at most one page of
 //! frames, plus its place in the shared broadcast buffer.
@@ -40,6 +43,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::domain::frame::{self, Format};
 use crate::domain::{EventFilter, TopicSet};
+use crate::http::state::AppState;
 use crate::metrics::Metrics;
 use crate::notifier::{Group, Received, StreamGuard, Subscription};
 use crate::storage::{Selection, Storage, StorageError};
@@ -68,6 +72,8 @@ pub struct Stream {
     /// Rows to ask for in the next replay read.
     page_rows: i64,
     keep_alive: Duration,
+    /// When the stream's token stops being valid; `None` without a token that expires.
+    expires: Option<Instant>,
     /// Ends a replaying stream at shutdown (a live one ends when the notifier closes).
     shutdown: CancellationToken,
     metrics: Arc<Metrics>,
@@ -82,24 +88,24 @@ enum Woken {
 impl Stream {
     /// A stream of the facts after `cursor` that pass `filter`, in `format` (of the topics
     /// its subscription follows).
+    /// `expires` is when the reader's token stops being valid, if it does.
     pub fn new(
-        storage: Storage,
+        state: &AppState,
         filter: Option<EventFilter>,
         format: Format,
         cursor: i64,
-        keep_alive: Duration,
-        shutdown: CancellationToken,
-        metrics: Arc<Metrics>,
+        expires: Option<Instant>,
     ) -> Self {
         Self {
-            storage,
+            storage: state.storage.clone(),
             filter: filter.map(Box::new),
             format,
             cursor,
             page_rows: FIRST_PAGE,
-            keep_alive,
-            shutdown,
-            metrics,
+            keep_alive: Duration::from_secs(state.config.keep_alive_secs),
+            expires,
+            shutdown: state.shutdown.clone(),
+            metrics: Arc::clone(&state.metrics),
         }
     }
 
@@ -123,9 +129,20 @@ impl Stream {
             // timer reset takes the runtime's timer lock, which thousands of busy streams
             // would contend for. `last_write` says whether the stream was idle meanwhile.
             let mut last_write = Instant::now();
-            let keep_alive = tokio::time::sleep(self.keep_alive);
+            // The same timer wakes an idle stream when its token expires: no timer of its
+            // own, and nothing checked every second.
+            let keep_alive = tokio::time::sleep_until(self.wake_at(last_write + self.keep_alive));
             tokio::pin!(keep_alive);
             loop {
+                // At the top of every turn, so that a busy stream, whose timer may never
+                // win the `select!` below, ends on time too; what it sent is all before
+                // its cursor.
+                if self.expires.is_some_and(|at| Instant::now() >= at) {
+                    let frame = frame::token_expired(self.cursor);
+                    self.metrics.stream_sent(frame.len());
+                    yield frame;
+                    break;
+                }
                 if replaying {
                     // Live, a stream ends when the notifier closes at shutdown (below); a
                     // long replay never waits on the notifier, so it checks for shutdown
@@ -170,10 +187,12 @@ impl Stream {
                     Woken::KeepAlive => {
                         let due = last_write + self.keep_alive;
                         if Instant::now() < due {
-                            keep_alive.as_mut().reset(due);
+                            keep_alive.as_mut().reset(self.wake_at(due));
                             continue;
                         }
-                        keep_alive.as_mut().reset(Instant::now() + self.keep_alive);
+                        keep_alive
+                            .as_mut()
+                            .reset(self.wake_at(Instant::now() + self.keep_alive));
                         Bytes::from_static(frame::KEEP_ALIVE)
                     }
                     Woken::Received(Received::Group(group)) => {
@@ -204,6 +223,12 @@ impl Stream {
                 last_write = Instant::now();
             }
         }
+    }
+
+    /// When the timer should next wake the stream: for a keep-alive due at `due`, or
+    /// when its token expires, whichever comes first.
+    fn wake_at(&self, due: Instant) -> Instant {
+        self.expires.map_or(due, |at| at.min(due))
     }
 
     /// This group's frames that the stream has not sent yet, and moves the cursor past it.

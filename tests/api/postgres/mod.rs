@@ -1,6 +1,7 @@
 //! factlog on PostgreSQL: one log shared by several instances and by programs that
 //! publish through SQL. Each test gets its own database (see `factlog_testkit::pg`).
 
+mod access;
 mod contract;
 mod faults;
 mod instances;
@@ -13,8 +14,17 @@ use factlog_testkit::*;
 
 /// A server in this process over the test's database.
 pub async fn instance(db: &PgDatabase) -> TestApp {
+    instance_with(db, |_| {}).await
+}
+
+/// A server in this process over the test's database, configured by `adjust`.
+pub async fn instance_with(db: &PgDatabase, adjust: impl FnOnce(&mut factlog::Config)) -> TestApp {
     let url = db.url.clone();
-    spawn_with(move |c| c.database_url = url).await
+    spawn_with(move |c| {
+        c.database_url = url;
+        adjust(c);
+    })
+    .await
 }
 
 /// Every id in the table, in order.
