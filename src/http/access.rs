@@ -87,7 +87,7 @@ impl ReadAccess {
     pub fn require_topic(&self, topic: &str) -> Result<(), AppError> {
         self.policy
             .may_read(&self.caller, topic)
-            .map_err(|denied| refusal(denied, &self.caller, &format!("to read topic {topic}")))
+            .map_err(|denied| refusal(denied, &self.caller, &format!("to read topic {topic:?}")))
     }
 
     /// Whether the caller may read `topic`.
