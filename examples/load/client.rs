@@ -80,6 +80,8 @@ pub struct Poster {
     host: String,
     buf: Vec<u8>,
     request: Vec<u8>,
+    /// The bearer token each post presents, if any.
+    token: Option<&'static str>,
 }
 
 impl Poster {
@@ -90,16 +92,27 @@ impl Poster {
             host: addr.to_string(),
             buf: Vec::with_capacity(4096),
             request: Vec::with_capacity(512),
+            token: None,
         })
+    }
+
+    /// The same poster, presenting `token` as `Authorization: Bearer` on every post.
+    pub fn presenting(mut self, token: Option<&'static str>) -> Self {
+        self.token = token;
+        self
     }
 
     /// POSTs `body` as JSON to `path` and returns the response status once the whole
     /// response has been read.
     pub async fn post(&mut self, path: &str, body: &[u8]) -> io::Result<u16> {
         self.request.clear();
+        let authorization = self
+            .token
+            .map(|token| format!("Authorization: Bearer {token}\r\n"))
+            .unwrap_or_default();
         self.request.extend_from_slice(
             format!(
-                "POST {path} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+                "POST {path} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\n{authorization}Content-Length: {}\r\n\r\n",
                 self.host,
                 body.len()
             )

@@ -33,6 +33,17 @@ const LATENCY_SAMPLED_SUBSCRIBERS: usize = 64;
 pub(crate) struct Spread {
     /// How many topics; 0 for none.
     pub(crate) topics: u64,
+    /// What the clients present, on a server that checks tokens.
+    pub(crate) credentials: Credentials,
+}
+
+/// The tokens the generator's clients present (none by default).
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Credentials {
+    /// Streams present it as `?access_token=`, as a cross-site `EventSource` does.
+    pub(crate) subscribe: Option<&'static str>,
+    /// Posts present it as `Authorization: Bearer`.
+    pub(crate) publish: Option<&'static str>,
 }
 
 impl Spread {
@@ -45,10 +56,14 @@ impl Spread {
     }
 
     /// What subscriber `index` reads.
-    fn events_path(self, index: usize) -> String {
-        match self.topics {
+    pub(crate) fn events_path(self, index: usize) -> String {
+        let path = match self.topics {
             0 => "/events".to_owned(),
             topics => format!("/topics/t{}/events", index as u64 % topics),
+        };
+        match self.credentials.subscribe {
+            Some(token) => format!("{path}?access_token={token}"),
+            None => path,
         }
     }
 
@@ -167,7 +182,9 @@ pub(crate) async fn publish(
     let started = tokio::time::Instant::now();
     let mut tasks = JoinSet::new();
     for p in 0..publishers {
-        let mut poster = Poster::connect(addrs[p % addrs.len()], p).await?;
+        let mut poster = Poster::connect(addrs[p % addrs.len()], p)
+            .await?
+            .presenting(spread.credentials.publish);
         let next = Arc::clone(&next);
         tasks.spawn(async move {
             let mut errors = 0u64;
@@ -388,7 +405,9 @@ impl Crowd {
     /// Posts the ready marker until every stream has read it: from then on each stream is
     /// live, past whatever the server held before.
     pub(crate) async fn catch_up(&self, addr: SocketAddr, run: u32) -> anyhow::Result<()> {
-        let mut poster = Poster::connect(addr, 0).await?;
+        let mut poster = Poster::connect(addr, 0)
+            .await?
+            .presenting(self.shared.spread.credentials.publish);
         let deadline = Instant::now() + Duration::from_secs(120);
         let mut next_marker = Instant::now();
         while self.shared.ready.load(Ordering::Acquire) < self.size {

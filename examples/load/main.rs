@@ -5,12 +5,12 @@
 //! ```
 //!
 //! Scenarios: `append`, `fanout`, `idle`, `replay`, `startup`, `ceiling`, or `all`, and
-//! `instances` (several factlog instances on one PostgreSQL database). Each
-//! starts its own servers (factlog's release binary over a temporary database, and the
-//! ceiling server) unless `--url` names one, prints a human summary and then one JSON
-//! line of results per scenario (medians of `--runs`). `--peers` measures the reference
-//! servers of `../shared/peers` in the same run, side by side. See the README's
-//! "Performance" section for the figures and how to read them.
+//! `instances` (several factlog instances on one PostgreSQL database), `topics` and
+//! `tokens`. Each starts its own servers (factlog's release binary over a temporary
+//! database, and the ceiling server) unless `--url` names one, prints a human summary and
+//! then one JSON line of results per scenario (medians of `--runs`). `--peers` measures
+//! the reference servers of `../shared/peers` in the same run, side by side. See the
+//! README's "Performance" section for the figures and how to read them.
 
 mod backlog;
 mod ceiling;
@@ -18,6 +18,7 @@ mod client;
 mod crowd;
 mod scenarios;
 mod target;
+mod tokens;
 mod topics;
 
 use std::collections::BTreeMap;
@@ -52,6 +53,9 @@ enum Scenario {
     /// What topics cost: routed fan-out, a rare topic in a large log, appends spread over
     /// topics, each beside its counterpart without topics (not part of `all`).
     Topics,
+    /// What checking tokens costs: fan-out with every subscriber holding a token, and
+    /// connecting with one, each beside the same without tokens (not part of `all`).
+    Tokens,
     /// Every scenario, in the order above.
     All,
     /// (internal) serve the ceiling server.
@@ -133,7 +137,7 @@ struct Args {
     #[arg(long, value_delimiter = ',', default_value = "1,2,3")]
     instances: Vec<usize>,
 
-    /// idle: streams held open.
+    /// idle: streams held open; tokens: streams opened and closed.
     #[arg(long, default_value_t = 10_000)]
     streams: usize,
 

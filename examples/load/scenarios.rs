@@ -99,6 +99,12 @@ impl<'a> Bench<'a> {
                 }
                 return self.topics().await;
             }
+            Scenario::Tokens => {
+                if !own {
+                    bail!("tokens starts its own factlog: leave out --url");
+                }
+                return self.tokens().await;
+            }
             Scenario::All | Scenario::ServeCeiling => unreachable!("dispatched in main"),
         }
 
@@ -114,6 +120,7 @@ impl<'a> Bench<'a> {
                     let server = Running::start(spec, &self.scratch, None)?;
                     let spread = Spread {
                         topics: args.spread,
+                        ..Spread::default()
                     };
                     let metrics = self.append(&server, spread).await;
                     server.stop();
@@ -123,6 +130,7 @@ impl<'a> Bench<'a> {
                     let server = Running::start(spec, &self.scratch, None)?;
                     let spread = Spread {
                         topics: args.spread,
+                        ..Spread::default()
                     };
                     let metrics = self
                         .fanout(std::slice::from_ref(&server), None, spread)

@@ -33,6 +33,7 @@ impl Bench<'_> {
         let args = self.args;
         let spread = Spread {
             topics: args.topics,
+            ..Spread::default()
         };
         let spec = Spec::Factlog {
             name: "factlog".into(),
@@ -65,9 +66,18 @@ impl Bench<'_> {
                 metrics.push(("net_cpu_us_per_delivery", net));
                 record(&mut fanouts, i, name, round, "topics fan-out", metrics);
             }
-            for (i, (name, spread)) in [("one topic", Spread { topics: 1 }), ("topics", spread)]
-                .into_iter()
-                .enumerate()
+            for (i, (name, spread)) in [
+                (
+                    "one topic",
+                    Spread {
+                        topics: 1,
+                        ..Spread::default()
+                    },
+                ),
+                ("topics", spread),
+            ]
+            .into_iter()
+            .enumerate()
             {
                 let server = Running::start(&spec, &self.scratch, None)?;
                 let metrics = self.append(&server, spread).await?;
