@@ -7,8 +7,9 @@
 //!
 //! 1. Our own HTTP/1.1 server ([`http::server`], hyper under poem's routes) hands
 //!    `POST /facts` to the edge layer ([`http::middleware::edge`]: request id, access
-//!    log), then the publishing guard (the token, then the body within its limit), then
-//!    the handler (`http/api/facts.rs`), which parses the body, the event name and the
+//!    log), then the publishing guard (the access check of [`http::access`], which has
+//!    [`auth`] identify the token and asks whether it may publish to the topic; then the
+//!    body within its limit), then the handler (`http/api/facts.rs`), which parses the body, the event name and the
 //!    idempotency key into domain types ([`domain`]) and hands the fact to the writer.
 //! 2. The writer ([`storage::writer`]), a thread of its own and the only writer in the
 //!    process, gathers what is queued into one group and commits it in one transaction
@@ -23,7 +24,9 @@
 //!    the database packs into one string and storage renders with the same frame code
 //!    (`storage/page.rs`); then it writes the broadcast groups, skipping what it already
 //!    sent; if it falls behind the broadcast buffer it goes back to the database. Its ids
-//!    strictly increase and nothing is skipped.
+//!    strictly increase and nothing is skipped. It was opened only if the same access
+//!    check let the caller read its topics, and it ends with `token-expired` when the
+//!    caller's token does.
 //!
 //! [`app`] fixes the start-up and shutdown order.
 //!

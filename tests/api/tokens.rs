@@ -442,93 +442,28 @@ async fn a_token_never_appears_in_a_response_a_header_or_a_log_line() {
         PUBLISH_TOKEN,
     ];
 
-    let mut seen = Vec::new();
-    let keep = |response: reqwest::Response| async move {
-        let mut text = format!("{} {:?}\n", response.status(), response.headers());
-        assert_eq!(header(&response, "referrer-policy"), Some("no-referrer"));
-        text.push_str(&response.text().await.unwrap_or_default());
-        text
-    };
     let get = |path: String| client.get(format!("{base}{path}"));
     let post = |path: &str| client.post(format!("{base}{path}")).json(&json!({"n": 1}));
-    seen.push(
-        keep(
-            post("/topics/orders.eu/facts")
-                .bearer_auth(&reader)
-                .send()
-                .await
-                .expect("answered"),
-        )
-        .await,
-    );
-    seen.push(
-        keep(
-            post("/facts")
-                .bearer_auth(PUBLISH_TOKEN)
-                .send()
-                .await
-                .expect("answered"),
-        )
-        .await,
-    );
-    seen.push(
-        keep(
-            post("/topics/orders.us/facts")
-                .bearer_auth(&reader)
-                .send()
-                .await
-                .expect("answered"),
-        )
-        .await,
-    );
-    seen.push(
-        keep(
-            get(format!("/topics/orders.eu/facts?access_token={reader}"))
-                .send()
-                .await
-                .expect("answered"),
-        )
-        .await,
-    );
-    seen.push(
-        keep(
-            get(format!("/topics/orders.eu/facts?access_token={outsider}"))
-                .send()
-                .await
-                .expect("answered"),
-        )
-        .await,
-    );
-    seen.push(
-        keep(
-            get(format!(
-                "/topics/news.eu/facts?access_token={expired}&limit=x"
-            ))
-            .send()
-            .await
-            .expect("answered"),
-        )
-        .await,
-    );
-    seen.push(
-        keep(
-            get(format!("/facts?access_token={reader}&after=nope"))
-                .send()
-                .await
-                .expect("answered"),
-        )
-        .await,
-    );
-    seen.push(
-        keep(
-            get("/topics/orders.eu/facts".into())
-                .header("cookie", format!("factlog_token={expired}"))
-                .send()
-                .await
-                .expect("answered"),
-        )
-        .await,
-    );
+    let cookie = format!("factlog_token={expired}");
+    let requests = [
+        post("/topics/orders.eu/facts").bearer_auth(&reader),
+        post("/facts").bearer_auth(PUBLISH_TOKEN),
+        post("/topics/orders.us/facts").bearer_auth(&reader),
+        get(format!("/topics/orders.eu/facts?access_token={reader}")),
+        get(format!("/topics/orders.eu/facts?access_token={outsider}")),
+        get(format!(
+            "/topics/news.eu/facts?access_token={expired}&limit=x"
+        )),
+        get(format!("/facts?access_token={reader}&after=nope")),
+        get("/topics/orders.eu/facts".into()).header("cookie", cookie),
+    ];
+    let mut seen = Vec::new();
+    for request in requests {
+        let response = request.send().await.expect("answered");
+        assert_eq!(header(&response, "referrer-policy"), Some("no-referrer"));
+        seen.push(format!("{} {:?}", response.status(), response.headers()));
+        seen.push(response.text().await.expect("a body"));
+    }
     // A stream opened with the token in its URL: the first frame, then gone.
     let stream = get(format!(
         "/topics/orders.eu/events?access_token={reader}&tail=1"

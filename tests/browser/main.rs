@@ -596,6 +596,15 @@ async fn fill(db: &Path, n: i64) {
 
 /// Serves one HTML page on another port (another origin) and returns its URL.
 async fn serve_html(html: String) -> String {
+    let base = serve(poem::endpoint::make_sync(move |_| {
+        poem::web::Html(html.clone())
+    }))
+    .await;
+    format!("{base}/")
+}
+
+/// Serves `endpoint` on a free port of 127.0.0.1 and returns its `http://` base.
+async fn serve(endpoint: impl poem::Endpoint + 'static) -> String {
     use poem::listener::{Acceptor as _, Listener as _};
     let acceptor = poem::listener::TcpListener::bind("127.0.0.1:0")
         .into_acceptor()
@@ -605,7 +614,6 @@ async fn serve_html(html: String) -> String {
         .as_socket_addr()
         .copied()
         .expect("an address");
-    let page = poem::endpoint::make_sync(move |_| poem::web::Html(html.clone()));
-    tokio::spawn(poem::Server::new_with_acceptor(acceptor).run(page));
-    format!("http://{addr}/")
+    tokio::spawn(poem::Server::new_with_acceptor(acceptor).run(endpoint));
+    format!("http://{addr}")
 }

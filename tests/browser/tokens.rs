@@ -141,17 +141,8 @@ fn readme_pages() -> Vec<String> {
 /// page in `page`, and `/token` mints a token that lives `ttl` seconds, answered as text
 /// and set as the `factlog_token` cookie, counting how many it minted.
 async fn serve_backend(ttl: i64) -> (String, Arc<Mutex<String>>, Arc<AtomicUsize>) {
-    use poem::listener::{Acceptor as _, Listener as _};
     let page = Arc::new(Mutex::new(String::new()));
     let minted = Arc::new(AtomicUsize::new(0));
-    let acceptor = poem::listener::TcpListener::bind("127.0.0.1:0")
-        .into_acceptor()
-        .await
-        .expect("a port");
-    let addr = acceptor.local_addr()[0]
-        .as_socket_addr()
-        .copied()
-        .expect("an address");
     let (shown, count) = (Arc::clone(&page), Arc::clone(&minted));
     let routes = poem::Route::new()
         .at(
@@ -174,8 +165,7 @@ async fn serve_backend(ttl: i64) -> (String, Arc<Mutex<String>>, Arc<AtomicUsize
                     .body(token)
             }),
         );
-    tokio::spawn(poem::Server::new_with_acceptor(acceptor).run(routes));
-    (format!("http://{addr}"), page, minted)
+    (serve(routes).await, page, minted)
 }
 
 #[tokio::test]
