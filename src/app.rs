@@ -87,6 +87,7 @@ impl App {
             database = %redact(&config.database_url),
             newest_id,
             %log_id,
+            access = ?policy.describe(),
             "factlog listening on http://{local_addr}"
         );
         Ok(Self {

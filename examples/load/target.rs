@@ -210,6 +210,27 @@ pub fn factlog_binary() -> anyhow::Result<PathBuf> {
     if let Ok(cargo) = std::env::var("CARGO") {
         let mut build = Command::new(cargo);
         build.args(["build", "--quiet", "--bin", "factlog"]);
+        // `cargo run` gave this program its package's variables (`OUT_DIR`,
+        // `CARGO_MANIFEST_DIR`, ...). Some build scripts (ring's) rebuild when one they
+        // watch changes, so passed on they would make every run rebuild the dependency
+        // tree twice: once here, once for the next `cargo run`.
+        for (name, _) in std::env::vars_os() {
+            let name = name.to_string_lossy();
+            if name.starts_with("CARGO_PKG_")
+                || matches!(
+                    &*name,
+                    "CARGO_MANIFEST_DIR"
+                        | "CARGO_MANIFEST_PATH"
+                        | "CARGO_CRATE_NAME"
+                        | "CARGO_PRIMARY_PACKAGE"
+                        | "CARGO_TARGET_TMPDIR"
+                        | "CARGO_RUSTC_CURRENT_DIR"
+                        | "OUT_DIR"
+                )
+            {
+                build.env_remove(&*name);
+            }
+        }
         if profile_dir.ends_with("release") {
             build.arg("--release");
         }

@@ -11,5 +11,5 @@ mod policy;
 mod token;
 
 pub use mint::mint;
-pub use policy::{Caller, Denied, Policy, Who};
+pub use policy::{Caller, Denied, Policy};
 pub use token::Rejected;

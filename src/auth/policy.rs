@@ -21,8 +21,7 @@ pub struct Policy {
 /// Who a request comes from, once its token is verified.
 #[derive(Debug, Clone)]
 pub struct Caller {
-    /// Who it is.
-    pub who: Who,
+    who: Who,
     grants: Grants,
     /// When its token stops being accepted; `None` without a token, or with the static
     /// one, which does not expire.
@@ -31,7 +30,7 @@ pub struct Caller {
 
 /// Who a caller is.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Who {
+enum Who {
     /// Nobody in particular: no token was presented, or the server asks for none.
     Anyone,
     /// The holder of the static `--publish-token`.
@@ -68,6 +67,34 @@ impl Policy {
     /// is open and a presented token is not even looked at (as before tokens existed).
     pub fn checks_tokens(&self) -> bool {
         self.publish_token.is_some() || self.verifier.is_some()
+    }
+
+    /// Who may read and write, in a few words for the start-up line: a server that was
+    /// meant to be private but is not (a misspelt variable) should say so where it is
+    /// seen.
+    pub fn describe(&self) -> String {
+        if !self.checks_tokens() {
+            return "open: anyone reads and appends".to_owned();
+        }
+        let reads = if self.public.matches_every_topic() {
+            "anyone reads".to_owned()
+        } else if self.public == Patterns::default() {
+            "every read needs a token".to_owned()
+        } else {
+            format!("anyone reads {}, the rest needs a token", self.public)
+        };
+        let appends = match (&self.verifier, &self.publish_token) {
+            (Some(verifier), Some(_)) => format!(
+                "tokens verified with {}; appends need a publish grant or the static token",
+                verifier.describe()
+            ),
+            (Some(verifier), None) => format!(
+                "tokens verified with {}; appends need a publish grant",
+                verifier.describe()
+            ),
+            (None, _) => "appends need the static token".to_owned(),
+        };
+        format!("{reads}; {appends}")
     }
 
     /// Whether every topic is readable without a token.

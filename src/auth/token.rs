@@ -138,6 +138,19 @@ impl Verifier {
         }))
     }
 
+    /// The keys and the algorithm, in a few words for the start-up line.
+    pub fn describe(&self) -> String {
+        let alg = self
+            .validation
+            .algorithms
+            .first()
+            .map_or_else(String::new, |alg| format!("{alg:?} "));
+        match self.keys.len() {
+            1 => format!("1 {alg}key"),
+            n => format!("{n} {alg}keys"),
+        }
+    }
+
     /// Verifies `token` with each key in turn (a key being rotated out still verifies
     /// the tokens it signed).
     ///

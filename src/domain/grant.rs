@@ -46,6 +46,16 @@ impl Pattern {
     }
 }
 
+impl std::fmt::Display for Pattern {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::All => f.write_str("*"),
+            Self::Exact(name) => f.write_str(name),
+            Self::Prefix(prefix) => write!(f, "{prefix}*"),
+        }
+    }
+}
+
 /// A set of topic patterns; empty, it matches nothing.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Patterns(Vec<Pattern>);
@@ -100,10 +110,18 @@ impl Patterns {
     pub fn matches_every_topic(&self) -> bool {
         self.0.contains(&Pattern::All)
     }
+}
 
-    /// Whether the list is empty.
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+/// The patterns as `--public-topics` takes them: comma-separated.
+impl std::fmt::Display for Patterns {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (i, pattern) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str(",")?;
+            }
+            write!(f, "{pattern}")?;
+        }
+        Ok(())
     }
 }
 
@@ -134,6 +152,7 @@ mod tests {
         assert!(all.matches("anything") && all.matches_every_topic());
         assert_eq!(all, Patterns::all());
         assert!(!Patterns::default().matches("x"));
+        assert_eq!(p.to_string(), "orders.*,news,a.b.*");
     }
 
     #[test]
@@ -147,8 +166,14 @@ mod tests {
 
     #[test]
     fn lists_are_comma_separated() {
-        assert!(Patterns::parse_list("").expect("valid").is_empty());
-        assert!(Patterns::parse_list(" , ").expect("valid").is_empty());
+        assert_eq!(
+            Patterns::parse_list("").expect("valid"),
+            Patterns::default()
+        );
+        assert_eq!(
+            Patterns::parse_list(" , ").expect("valid"),
+            Patterns::default()
+        );
         let p = Patterns::parse_list("news.*, weather").expect("valid");
         assert!(p.matches("news.eu") && p.matches("weather") && !p.matches("orders"));
         assert!(Patterns::parse_list("news.*,a b").is_err());

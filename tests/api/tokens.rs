@@ -487,6 +487,13 @@ async fn a_token_never_appears_in_a_response_a_header_or_a_log_line() {
     }
     server.signal("TERM");
     let log = server.finish(Duration::from_secs(20));
+    // The start-up line says who may read and write, so a misspelt variable is seen.
+    assert!(
+        log.iter().any(|l| l.contains("listening on")
+            && l.contains("anyone reads news.*, the rest needs a token")
+            && l.contains("1 HS256 key")),
+        "{log:#?}"
+    );
     assert!(
         log.iter().any(|l| l.contains("access_token=REDACTED")),
         "the URL is logged, redacted: {log:#?}"

@@ -87,8 +87,8 @@ enum Woken {
 
 impl Stream {
     /// A stream of the facts after `cursor` that pass `filter`, in `format` (of the topics
-    /// its subscription follows).
-    /// `expires` is when the reader's token stops being valid, if it does.
+    /// its subscription follows). `expires` is when the reader's token stops being valid,
+    /// if it does.
     pub fn new(
         state: &AppState,
         filter: Option<EventFilter>,
