@@ -151,6 +151,12 @@ impl Policy {
         }
     }
 
+    /// Whether `caller` may read any topic at all: no public topic and no grant means
+    /// nothing to list, which `GET /topics` then answers without reading the index.
+    pub fn may_read_some(&self, caller: &Caller) -> bool {
+        self.public != Patterns::default() || caller.grants.subscribe != Patterns::default()
+    }
+
     /// Whether `caller` may read every topic at once: that needs `*`, public or granted,
     /// for it includes the topics nobody has named yet.
     ///

@@ -95,6 +95,11 @@ impl ReadAccess {
         self.policy.may_read(&self.caller, topic).is_ok()
     }
 
+    /// Whether the caller may read any topic at all.
+    pub fn may_read_some(&self) -> bool {
+        self.policy.may_read_some(&self.caller)
+    }
+
     /// The caller.
     pub fn caller(&self) -> &Caller {
         &self.caller

@@ -73,6 +73,14 @@ impl TopicsApi {
         let limit = limit.0.unwrap_or(100);
         // Validated to 1..=1000, so the conversion cannot fail.
         let page_len = usize::try_from(limit).unwrap_or(100);
+        // A caller who may read nothing (anyone, on a server with no public topic) costs
+        // no read of the index.
+        if !access.may_read_some() {
+            return Ok(Json(TopicPage {
+                topics: Vec::new(),
+                next: None,
+            }));
+        }
         // One more than asked tells whether there are more. Topics the caller may not
         // read are skipped, which may take several reads to fill a page.
         let mut topics = Vec::with_capacity(page_len + 1);
