@@ -212,22 +212,7 @@ impl TestApp {
 
     /// Every id in the log, read through `GET /facts`.
     pub async fn all_ids(&self) -> Vec<i64> {
-        let mut ids = Vec::new();
-        let mut after = 0;
-        loop {
-            let mut request = self
-                .client
-                .get(self.url(&format!("/facts?after={after}&limit=1000")));
-            if let Some(token) = &self.reader_token {
-                request = request.bearer_auth(token);
-            }
-            let (page, next) = page_of_ids(request).await;
-            ids.extend(page);
-            match next {
-                Some(next) => after = next,
-                None => return ids,
-            }
-        }
+        ids_read_as(&self.client, &self.base, self.reader_token.as_deref()).await
     }
 
     /// Opens the stream at `path` (which may carry a query).
@@ -261,31 +246,33 @@ impl Drop for TestApp {
 
 /// Every id in the log of the server at `base`, read page by page through `GET /facts`.
 pub async fn all_ids(client: &reqwest::Client, base: &str) -> Vec<i64> {
+    ids_read_as(client, base, None).await
+}
+
+/// Every id in the log, read page by page, presenting `token` if given.
+async fn ids_read_as(client: &reqwest::Client, base: &str, token: Option<&str>) -> Vec<i64> {
     let mut ids = Vec::new();
     let mut after = 0;
     loop {
-        let request = client.get(format!("{base}/facts?after={after}&limit=1000"));
-        let (page, next) = page_of_ids(request).await;
-        ids.extend(page);
-        match next {
+        let mut request = client.get(format!("{base}/facts?after={after}&limit=1000"));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        let response = request.send().await.expect("a page");
+        assert_eq!(response.status(), 200);
+        let page: Value = response.json().await.expect("a JSON page");
+        ids.extend(
+            page["facts"]
+                .as_array()
+                .expect("facts")
+                .iter()
+                .map(|f| f["id"].as_i64().expect("id")),
+        );
+        match page["next"].as_i64() {
             Some(next) => after = next,
             None => return ids,
         }
     }
-}
-
-/// The ids of the page `request` reads from `GET /facts`, and its `next` cursor.
-async fn page_of_ids(request: reqwest::RequestBuilder) -> (Vec<i64>, Option<i64>) {
-    let response = request.send().await.expect("a page");
-    assert_eq!(response.status(), 200);
-    let page: Value = response.json().await.expect("a JSON page");
-    let ids = page["facts"]
-        .as_array()
-        .expect("facts")
-        .iter()
-        .map(|f| f["id"].as_i64().expect("id"))
-        .collect();
-    (ids, page["next"].as_i64())
 }
 
 /// A stopped server that can be started again.
