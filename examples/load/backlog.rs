@@ -2,6 +2,7 @@
 //! long a large log takes to open), and the log itself, made once through factlog's own
 //! writer.
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -45,10 +46,11 @@ impl Bench<'_> {
         for round in 1..=self.args.runs {
             let server = Running::start(&spec, &self.scratch, Some(&db))?;
             let cpu0 = server.cpu_seconds();
-            let whole = replay_once(&server, None, backlog).await;
+            let whole = read_stream(server.addr, "/events", None, backlog).await;
             let cpu = cpu_delta(&server, cpu0);
-            let middle = replay_once(&server, Some(backlog / 2), backlog).await;
-            let end = replay_once(&server, Some(backlog - 1), backlog).await;
+            let half = backlog / 2;
+            let middle = read_stream(server.addr, "/events", Some(half), backlog - half).await;
+            let end = read_stream(server.addr, "/events", Some(backlog - 1), 1).await;
             server.stop();
             let (whole, middle, end) = (whole?, middle?, end?);
             let metrics = vec![
@@ -104,44 +106,59 @@ impl Bench<'_> {
     }
 }
 
-/// One replay's figures.
-struct Replayed {
-    first_ms: f64,
-    elapsed: f64,
-    gaps: u64,
+/// One read of a stream's figures.
+pub(crate) struct StreamRead {
+    /// From connecting to the first event.
+    pub(crate) first_ms: f64,
+    /// From connecting to the last event.
+    pub(crate) elapsed: f64,
+    /// Events whose id is not the previous one's plus one (a log with every id).
+    pub(crate) gaps: u64,
+    /// Events whose id is not above the previous one's.
+    pub(crate) out_of_order: u64,
 }
 
-/// Reads a fresh stream (after `after`, or from the start) until the fact `last`.
-async fn replay_once(server: &Running, after: Option<u64>, last: u64) -> anyhow::Result<Replayed> {
+/// Opens the stream at `path` on `addr` (resuming after `after`, when given) and reads
+/// `count` events.
+pub(crate) async fn read_stream(
+    addr: SocketAddr,
+    path: &str,
+    after: Option<u64>,
+    count: u64,
+) -> anyhow::Result<StreamRead> {
     let started = Instant::now();
     let resume = after.map(|id| id.to_string());
-    let mut sub =
-        Subscription::open(server.addr, 0, "/events", resume.as_deref(), 256 * 1024).await?;
+    let mut sub = Subscription::open(addr, 0, path, resume.as_deref(), 256 * 1024).await?;
     let mut progress = Progress {
         started,
         first: None,
         previous: after.unwrap_or(0),
+        seen: 0,
         gaps: 0,
+        out_of_order: 0,
     };
     sub.buffered_events(|e| progress.on_event(e));
-    while progress.previous < last {
+    while progress.seen < count {
         if !sub.read_events(|e| progress.on_event(e)).await? {
-            bail!("the stream ended at {} of {last}", progress.previous);
+            bail!("the stream ended after {} of {count} events", progress.seen);
         }
     }
-    Ok(Replayed {
+    Ok(StreamRead {
         first_ms: progress.first.unwrap_or_default().as_secs_f64() * 1e3,
         elapsed: started.elapsed().as_secs_f64(),
         gaps: progress.gaps,
+        out_of_order: progress.out_of_order,
     })
 }
 
-/// Where a replaying stream is.
+/// Where a read of a stream is.
 struct Progress {
     started: Instant,
     first: Option<Duration>,
     previous: u64,
+    seen: u64,
     gaps: u64,
+    out_of_order: u64,
 }
 
 impl Progress {
@@ -153,7 +170,11 @@ impl Progress {
         if id != self.previous + 1 {
             self.gaps += 1;
         }
+        if id <= self.previous {
+            self.out_of_order += 1;
+        }
         self.previous = id;
+        self.seen += 1;
     }
 }
 

@@ -12,14 +12,11 @@
 //!   first event, events per second.
 //! - `append` with the facts spread over `--topics` topics, against all on one topic.
 
-use std::net::SocketAddr;
 use std::time::Instant;
 
-use anyhow::bail;
-
 use crate::Metrics;
-use crate::client::{Event, Subscription};
-use crate::crowd::{Spread, parse_id, publish};
+use crate::backlog::read_stream;
+use crate::crowd::{Spread, publish};
 use crate::report;
 use crate::scenarios::{Bench, Results, cpu_delta, record};
 use crate::target::{Running, Spec};
@@ -149,11 +146,11 @@ impl Bench<'_> {
             // next finds them mapped.
             let server = Running::start(&spec, &self.scratch, Some(&db))?;
             let path = format!("/topics/{RARE}/events");
-            let first = read_topic(server.addr, &path, rare).await;
+            let first = read_stream(server.addr, &path, None, rare).await;
             let cpu0 = server.cpu_seconds();
-            let again = read_topic(server.addr, &path, rare).await;
+            let again = read_stream(server.addr, &path, None, rare).await;
             let cpu = cpu_delta(&server, cpu0);
-            let tail = read_topic(server.addr, &format!("{path}?tail=100"), 100).await;
+            let tail = read_stream(server.addr, &format!("{path}?tail=100"), None, 100).await;
             server.stop();
             let (first, again, tail) = (first?, again?, tail?);
             let metrics = vec![
@@ -166,7 +163,7 @@ impl Bench<'_> {
                 ("tail_100_ms", tail.elapsed * 1e3),
                 (
                     "out_of_order",
-                    (first.wrong + again.wrong + tail.wrong) as f64,
+                    (first.out_of_order + again.out_of_order + tail.out_of_order) as f64,
                 ),
             ];
             record(&mut results, 0, "factlog", round, "rare topic", metrics);
@@ -186,59 +183,4 @@ fn figure(metrics: &Metrics, key: &str) -> f64 {
         .iter()
         .find(|(k, _)| *k == key)
         .map_or(f64::NAN, |(_, v)| *v)
-}
-
-/// One read of a topic's stream.
-struct TopicRead {
-    first_ms: f64,
-    elapsed: f64,
-    /// Events whose id is not above the previous one's.
-    wrong: u64,
-}
-
-/// Reads `count` events of the stream at `path`.
-async fn read_topic(addr: SocketAddr, path: &str, count: u64) -> anyhow::Result<TopicRead> {
-    let started = Instant::now();
-    let mut sub = Subscription::open(addr, 0, path, None, 256 * 1024).await?;
-    let mut progress = TopicProgress {
-        started,
-        first: None,
-        previous: 0,
-        seen: 0,
-        wrong: 0,
-    };
-    sub.buffered_events(|e| progress.on_event(e));
-    while progress.seen < count {
-        if !sub.read_events(|e| progress.on_event(e)).await? {
-            bail!("the stream ended after {} of {count} events", progress.seen);
-        }
-    }
-    Ok(TopicRead {
-        first_ms: progress.first.unwrap_or_default().as_secs_f64() * 1e3,
-        elapsed: started.elapsed().as_secs_f64(),
-        wrong: progress.wrong,
-    })
-}
-
-/// Where a read of the rare topic is.
-struct TopicProgress {
-    started: Instant,
-    first: Option<std::time::Duration>,
-    previous: u64,
-    seen: u64,
-    wrong: u64,
-}
-
-impl TopicProgress {
-    fn on_event(&mut self, event: Event<'_>) {
-        let Some((id, _)) = event.id.and_then(parse_id) else {
-            return;
-        };
-        self.first.get_or_insert_with(|| self.started.elapsed());
-        if id <= self.previous {
-            self.wrong += 1;
-        }
-        self.previous = id;
-        self.seen += 1;
-    }
 }

@@ -157,7 +157,16 @@ impl TestApp {
 
     /// POSTs `fact` to `path` (which may carry `?event=`), expects 201, returns its id.
     pub async fn append_at(&self, path: &str, fact: &Value) -> i64 {
-        let response = self.post_json(path, fact).await;
+        self.append_presenting(path, fact, None).await
+    }
+
+    /// As [`TestApp::append_at`], presenting `token` as `Authorization: Bearer` when given.
+    pub async fn append_presenting(&self, path: &str, fact: &Value, token: Option<&str>) -> i64 {
+        let mut request = self.client.post(self.url(path)).json(fact);
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        let response = request.send().await.expect("the POST is answered");
         assert_eq!(response.status(), 201, "posting {fact} to {path}");
         let body: Value = response.json().await.expect("a JSON record");
         body["id"].as_i64().expect("an id")

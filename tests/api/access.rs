@@ -78,18 +78,9 @@ pub async fn read_status(app: &TestApp, path: &str, via: Via<'_>) -> u16 {
 
 /// Posts `fact` to `topic` with the static token; returns its id.
 pub async fn publish(app: &TestApp, topic: &str, fact: Value) -> i64 {
-    let response = app
-        .client
-        .post(app.url(&format!("/topics/{topic}/facts")))
-        .bearer_auth(PUBLISH_TOKEN)
-        .json(&fact)
-        .send()
+    let path = format!("/topics/{topic}/facts");
+    app.append_presenting(&path, &fact, Some(PUBLISH_TOKEN))
         .await
-        .expect("answered");
-    assert_eq!(response.status(), 201, "publishing to {topic}");
-    response.json::<Value>().await.expect("a record")["id"]
-        .as_i64()
-        .expect("an id")
 }
 
 /// The names `GET /topics` lists to a caller presenting `via`.

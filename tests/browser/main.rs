@@ -394,22 +394,10 @@ async fn the_readmes_two_topic_page_resumes_both_topics_across_a_restart() {
     let app = spawn_with(|c| c.retry_ms = 300).await;
     let page = page.replace("http://127.0.0.1:3001", &app.base);
     assert!(page.contains(&app.base), "the page names its server");
-    let post = |app: &TestApp, topic: &'static str, n: i64| {
+    async fn post(app: &TestApp, topic: &str, n: i64) -> i64 {
         let path = format!("/topics/{topic}/facts");
-        let app_base = app.base.clone();
-        let client = app.client.clone();
-        async move {
-            let response = client
-                .post(format!("{app_base}{path}"))
-                .json(&json!({ "n": n }))
-                .send()
-                .await
-                .expect("answered");
-            assert_eq!(response.status(), 201);
-            let record: Value = response.json().await.expect("a record");
-            record["id"].as_i64().expect("an id")
-        }
-    };
+        app.append_at(&path, &json!({ "n": n })).await
+    }
     let mut expected = Vec::new();
     for (topic, n) in [("orders.eu", 1), ("deploys", 2), ("chat.lobby", 3)] {
         let id = post(&app, topic, n).await;

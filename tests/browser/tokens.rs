@@ -12,17 +12,9 @@ use super::*;
 const PUBLISH_TOKEN: &str = "static-publisher-token";
 
 async fn publish(app: &TestApp, topic: &str, info: &str) -> i64 {
-    let response = app
-        .client
-        .post(app.url(&format!("/topics/{topic}/facts")))
-        .bearer_auth(PUBLISH_TOKEN)
-        .json(&json!({ "info": info }))
-        .send()
+    let path = format!("/topics/{topic}/facts");
+    app.append_presenting(&path, &json!({ "info": info }), Some(PUBLISH_TOKEN))
         .await
-        .expect("answered");
-    assert_eq!(response.status(), 201);
-    let record: Value = response.json().await.expect("a record");
-    record["id"].as_i64().expect("an id")
 }
 
 #[tokio::test]
