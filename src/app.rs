@@ -18,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::auth::Policy;
 use crate::config::Config;
+use crate::domain::Retention;
 use crate::http::server::{self, Limits};
 use crate::http::{AppState, routes};
 use crate::metrics::Metrics;
@@ -70,9 +71,22 @@ impl App {
         let log_id = storage.log_id().await.context("cannot read the log's id")?;
         let notifier = Notifier::new(newest_id, config.max_subscribers);
         let metrics = Metrics::new();
+        let retention = Retention {
+            facts: config.retain_facts,
+            age: config.retain_age.map(Duration::from_secs),
+        };
+        if retention
+            .age
+            .is_some_and(|age| age < Duration::from_secs(86_400))
+        {
+            tracing::warn!(
+                "--retain-age is shorter than a day: idempotency keys are forgotten with their facts, so a publisher retrying after that long appends the fact again"
+            );
+        }
         let (writer, writer_task) = writer::spawn(
             appender,
             Arc::clone(&notifier) as Arc<dyn storage::Publish>,
+            retention,
             Arc::clone(&metrics),
         )
         .context("cannot start the writer's thread")?;
@@ -88,6 +102,7 @@ impl App {
             newest_id,
             %log_id,
             access = ?policy.describe(),
+            retention = %retention,
             "factlog listening on http://{local_addr}"
         );
         Ok(Self {

@@ -148,6 +148,17 @@ pub struct Config {
     /// process.
     #[arg(long, env = "FACTLOG_SYNC", value_enum, default_value_t = SyncLevel::Full)]
     pub sync: SyncLevel,
+
+    /// Keep at most this many of the newest facts, deleting older ones; unset, every fact
+    /// is kept.
+    #[arg(long, env = "FACTLOG_RETAIN_FACTS",
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub retain_facts: Option<u64>,
+
+    /// Delete facts older than this: seconds, or a number with s, m, h or d (`90s`, `12h`,
+    /// `30d`); unset, every fact is kept.
+    #[arg(long, env = "FACTLOG_RETAIN_AGE", value_parser = parse_duration)]
+    pub retain_age: Option<u64>,
 }
 
 /// `factlog token`: prints a signed token, for trying things out. Production tokens come
@@ -193,12 +204,12 @@ pub struct TokenArgs {
 
     /// How long it is valid: seconds, or a number with s, m, h or d (`90s`, `15m`, `1h`,
     /// `7d`).
-    #[arg(long, default_value = "1h", value_parser = parse_ttl)]
+    #[arg(long, default_value = "1h", value_parser = parse_duration)]
     pub ttl: u64,
 }
 
-/// A time to live in seconds, from `90`, `90s`, `15m`, `1h` or `7d`.
-fn parse_ttl(text: &str) -> Result<u64, String> {
+/// A duration in seconds, from `90`, `90s`, `15m`, `1h` or `7d`.
+fn parse_duration(text: &str) -> Result<u64, String> {
     let (digits, unit) = match text.char_indices().find(|(_, c)| !c.is_ascii_digit()) {
         Some((i, _)) => text.split_at(i),
         None => (text, "s"),
@@ -241,6 +252,8 @@ impl Config {
             max_connections: 20_000,
             log_format: LogFormat::Text,
             sync: SyncLevel::Full,
+            retain_facts: None,
+            retain_age: None,
         }
     }
 }
@@ -267,13 +280,13 @@ mod tests {
 
     #[test]
     fn ttls_parse() {
-        assert_eq!(parse_ttl("90"), Ok(90));
-        assert_eq!(parse_ttl("90s"), Ok(90));
-        assert_eq!(parse_ttl("15m"), Ok(900));
-        assert_eq!(parse_ttl("1h"), Ok(3600));
-        assert_eq!(parse_ttl("7d"), Ok(604_800));
+        assert_eq!(parse_duration("90"), Ok(90));
+        assert_eq!(parse_duration("90s"), Ok(90));
+        assert_eq!(parse_duration("15m"), Ok(900));
+        assert_eq!(parse_duration("1h"), Ok(3600));
+        assert_eq!(parse_duration("7d"), Ok(604_800));
         for bad in ["", "0", "h", "1y", "-1h", "1.5h", "99999999999999999999d"] {
-            assert!(parse_ttl(bad).is_err(), "{bad:?} accepted");
+            assert!(parse_duration(bad).is_err(), "{bad:?} accepted");
         }
     }
 

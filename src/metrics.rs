@@ -27,10 +27,13 @@ struct StatusLabel {
 pub struct Metrics {
     registry: Registry,
     facts_appended: Counter,
+    facts_deleted: Counter,
+    database_bytes: Gauge,
     commit_facts: Histogram,
     commit_seconds: Histogram,
     open_streams: Gauge,
     streams_caught_up: Counter,
+    streams_expired: Counter,
     stream_bytes: Counter,
     responses: Family<StatusLabel, Counter>,
 }
@@ -44,6 +47,19 @@ impl Metrics {
             "factlog_facts_appended",
             "Facts committed to the log",
             facts_appended.clone(),
+        );
+        let facts_deleted = Counter::default();
+        registry.register(
+            "factlog_facts_deleted",
+            "Facts this instance deleted because they were outside --retain-facts or --retain-age",
+            facts_deleted.clone(),
+        );
+        let database_bytes = Gauge::default();
+        registry.register_with_unit(
+            "factlog_database_size",
+            "Size of the database on disk (SQLite: the file, free pages included, not its WAL)",
+            Unit::Bytes,
+            database_bytes.clone(),
         );
         // 1, 2, 4, ... 4096: the writer's largest group.
         let commit_facts = Histogram::new(exponential_buckets(1.0, 2.0, 13));
@@ -72,6 +88,12 @@ impl Metrics {
             "Times a live stream fell behind the in-memory buffer and caught up from the database",
             streams_caught_up.clone(),
         );
+        let streams_expired = Counter::default();
+        registry.register(
+            "factlog_streams_expired",
+            "Times a stream's position was older than the kept log, so it was sent a reset (reason expired)",
+            streams_expired.clone(),
+        );
         let stream_bytes = Counter::default();
         registry.register_with_unit(
             "factlog_stream_sent",
@@ -88,10 +110,13 @@ impl Metrics {
         Arc::new(Self {
             registry,
             facts_appended,
+            facts_deleted,
+            database_bytes,
             commit_facts,
             commit_seconds,
             open_streams,
             streams_caught_up,
+            streams_expired,
             stream_bytes,
             responses,
         })
@@ -102,6 +127,16 @@ impl Metrics {
         self.facts_appended.inc_by(facts as u64);
         self.commit_facts.observe(facts as f64);
         self.commit_seconds.observe(seconds);
+    }
+
+    /// Retention deleted `facts`.
+    pub fn deleted(&self, facts: u64) {
+        self.facts_deleted.inc_by(facts);
+    }
+
+    /// A stream was told that facts after its position were deleted.
+    pub fn stream_expired(&self) {
+        self.streams_expired.inc();
     }
 
     /// A live stream went back to the database to catch up.
@@ -123,13 +158,21 @@ impl Metrics {
             .inc();
     }
 
-    /// The text exposition, with the stream count as of now.
+    /// The text exposition, with the stream count and the database's size as of now
+    /// (`None` when it could not be read: the last size read is kept).
     ///
     /// # Errors
     /// Only if formatting fails, which writing to a `String` does not.
-    pub fn render(&self, open_streams: usize) -> Result<String, std::fmt::Error> {
+    pub fn render(
+        &self,
+        open_streams: usize,
+        database_bytes: Option<i64>,
+    ) -> Result<String, std::fmt::Error> {
         self.open_streams
             .set(i64::try_from(open_streams).unwrap_or(i64::MAX));
+        if let Some(bytes) = database_bytes {
+            self.database_bytes.set(bytes);
+        }
         let mut text = String::new();
         prometheus_client::encoding::text::encode(&mut text, &self.registry)?;
         Ok(text)

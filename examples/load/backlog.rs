@@ -202,7 +202,12 @@ pub(crate) async fn prefill(
         bail!("{} is not empty", path.display());
     }
     let notifier: std::sync::Arc<dyn Publish> = factlog::notifier::Notifier::new(0, 1);
-    let (handle, task) = writer::spawn(appender, notifier, factlog::metrics::Metrics::new())?;
+    let (handle, task) = writer::spawn(
+        appender,
+        notifier,
+        factlog::domain::Retention::default(),
+        factlog::metrics::Metrics::new(),
+    )?;
     // Enough appenders in flight to fill the writer's largest groups.
     let appenders = 8192u64;
     let mut tasks = JoinSet::new();

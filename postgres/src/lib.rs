@@ -49,6 +49,48 @@ pub struct AppendedRow {
     pub existed: bool,
 }
 
+/// A replay page as one row: its facts packed as
+/// `<id>,<topic>,<event>,<created_at>,<fact>` lines (`None` when there are none), and the
+/// log's bounds read by the same statement, so from the same snapshot.
+#[derive(Debug)]
+pub struct PackedRow {
+    /// The packed facts.
+    pub packed: Option<String>,
+    /// The highest id retention has deleted (0 while nothing has been).
+    pub deleted_through: i64,
+    /// The oldest kept fact's id.
+    pub first_id: Option<i64>,
+    /// The newest id handed out.
+    pub last_id: i64,
+}
+
+/// The log's bounds, as [`PackedRow`] has them.
+#[derive(Debug)]
+pub struct BoundsRow {
+    /// The highest id retention has deleted (0 while nothing has been).
+    pub deleted_through: i64,
+    /// The oldest kept fact's id.
+    pub first_id: Option<i64>,
+    /// The newest id handed out.
+    pub last_id: i64,
+}
+
+/// What one step of retention did ([`trim`]).
+#[derive(Debug)]
+pub struct TrimRow {
+    /// Whether this connection held the retention lock; without it nothing was done.
+    pub held: bool,
+    /// The highest deleted id after the step.
+    pub through: i64,
+    /// Facts this step deleted.
+    pub deleted: i64,
+    /// Whether every fact the step looked at was deleted, a whole batch of them: more
+    /// may be due.
+    pub more: bool,
+    /// When the oldest kept fact was appended (RFC 3339), if the step looked at it.
+    pub kept_at: Option<String>,
+}
+
 /// A topic as `GET /topics` lists it.
 #[derive(Debug)]
 pub struct TopicRow {
@@ -155,11 +197,15 @@ pub async fn read_packed(
     events: Option<&str>,
     untyped: bool,
     rows: i64,
-) -> Result<Option<String>, sqlx::Error> {
-    sqlx::query_scalar!(
+) -> Result<PackedRow, sqlx::Error> {
+    sqlx::query_as!(
+        PackedRow,
         r#"SELECT string_agg(id || ',' || topic || ',' || coalesce(event, '') || ','
                              || factlog_time(created_at) || ',' || fact || E'\n', ''
-                             ORDER BY id) AS packed
+                             ORDER BY id) AS packed,
+                  (SELECT r.deleted_through FROM log_retention r) AS "deleted_through!",
+                  (SELECT min(k.id) FROM facts k) AS first_id,
+                  (SELECT m.last_id FROM log_meta m) AS "last_id!"
            FROM (SELECT id, topic, event, created_at, fact
                  FROM facts
                  WHERE id > $1
@@ -188,11 +234,15 @@ pub async fn read_packed_topics(
     events: Option<&str>,
     untyped: bool,
     rows: i64,
-) -> Result<Option<String>, sqlx::Error> {
-    sqlx::query_scalar!(
+) -> Result<PackedRow, sqlx::Error> {
+    sqlx::query_as!(
+        PackedRow,
         r#"SELECT string_agg(id || ',' || topic || ',' || coalesce(event, '') || ','
                              || factlog_time(created_at) || ',' || fact || E'\n', ''
-                             ORDER BY id) AS packed
+                             ORDER BY id) AS packed,
+                  (SELECT r.deleted_through FROM log_retention r) AS "deleted_through!",
+                  (SELECT min(k.id) FROM facts k) AS first_id,
+                  (SELECT m.last_id FROM log_meta m) AS "last_id!"
            FROM (SELECT f.id, f.topic, f.event, f.created_at, f.fact
                  FROM json_array_elements_text($2::text::json) AS sel(topic)
                  CROSS JOIN LATERAL (
@@ -377,6 +427,100 @@ pub async fn newest_id(conn: impl PgExecutor<'_>) -> Result<i64, sqlx::Error> {
     sqlx::query_scalar!("SELECT log_meta.last_id FROM log_meta LIMIT 1")
         .fetch_one(conn)
         .await
+}
+
+/// The log's bounds, in one read.
+///
+/// # Errors
+/// When the database cannot be read.
+pub async fn bounds(conn: impl PgExecutor<'_>) -> Result<BoundsRow, sqlx::Error> {
+    sqlx::query_as!(
+        BoundsRow,
+        r#"SELECT (SELECT r.deleted_through FROM log_retention r) AS "deleted_through!",
+                  (SELECT min(k.id) FROM facts k) AS first_id,
+                  (SELECT m.last_id FROM log_meta m) AS "last_id!""#
+    )
+    .fetch_one(conn)
+    .await
+}
+
+/// The highest id retention has deleted, 0 while nothing has been.
+///
+/// # Errors
+/// When the database cannot be read.
+pub async fn deleted_through(conn: impl PgExecutor<'_>) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar!("SELECT log_retention.deleted_through FROM log_retention LIMIT 1")
+        .fetch_one(conn)
+        .await
+}
+
+/// The database's size on disk, in bytes.
+///
+/// # Errors
+/// When the database cannot be read.
+pub async fn size_bytes(conn: impl PgExecutor<'_>) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar!(r#"SELECT pg_database_size(current_database()) AS "bytes!""#)
+        .fetch_one(conn)
+        .await
+}
+
+/// One step of retention, in one statement (so one transaction): deletes the oldest facts
+/// outside the bounds, at most `batch` of them and only a prefix of the log, and records
+/// the highest deleted id in `log_retention`. `keep` is `--retain-facts` and `age_secs`
+/// `--retain-age`, each `None` when not set; a fact outside either is deleted.
+///
+/// Only one instance deletes at a time: the step takes a transaction-level advisory lock,
+/// and when another holds it does nothing (`held` is false). Appends are not held up: they
+/// lock `log_meta`, which this does not write, and insert rows this does not touch. The
+/// watermark only rises (`greatest`), even if a step planned on an older snapshot.
+///
+/// # Errors
+/// When the database refuses; nothing is deleted then.
+pub async fn trim(
+    conn: impl PgExecutor<'_>,
+    batch: i64,
+    keep: Option<i64>,
+    age_secs: Option<f64>,
+) -> Result<TrimRow, sqlx::Error> {
+    sqlx::query_as!(
+        TrimRow,
+        r#"WITH lock(held) AS (SELECT pg_try_advisory_xact_lock(hashtext('factlog.retention'))),
+                floor(id) AS (SELECT r.deleted_through FROM log_retention r),
+                newest(id) AS (SELECT m.last_id FROM log_meta m),
+                -- Without the age bound, only the facts beyond the count bound.
+                batch AS (SELECT f.id, f.created_at FROM facts f
+                          WHERE (SELECT held FROM lock) AND f.id > (SELECT id FROM floor)
+                            AND ($3::float8 IS NOT NULL OR f.id <= (SELECT id FROM newest) - $2)
+                          ORDER BY f.id LIMIT $1),
+                -- The first fact inside both bounds ends the prefix: times grow with ids,
+                -- and should a clock step back, what follows it is kept too.
+                kept(id) AS (SELECT min(b.id) FROM batch b
+                             WHERE NOT (($2::bigint IS NOT NULL
+                                         AND b.id <= (SELECT id FROM newest) - $2)
+                                        OR ($3::float8 IS NOT NULL
+                                            AND b.created_at < now() - $3 * interval '1 second'))),
+                through(id) AS (SELECT coalesce(max(b.id), (SELECT id FROM floor)) FROM batch b
+                                WHERE b.id < coalesce((SELECT id FROM kept), 9223372036854775807)),
+                deleted AS (DELETE FROM facts f
+                            WHERE f.id > (SELECT id FROM floor) AND f.id <= (SELECT id FROM through)
+                            RETURNING 1),
+                -- Run although nothing reads it, as every data-modifying WITH is.
+                moved AS (UPDATE log_retention
+                          SET deleted_through = greatest(deleted_through, (SELECT id FROM through))
+                          WHERE (SELECT id FROM through) > (SELECT id FROM floor)
+                          RETURNING 1)
+           SELECT (SELECT held FROM lock) AS "held!",
+                  (SELECT id FROM through) AS "through!",
+                  (SELECT count(*) FROM deleted) AS "deleted!",
+                  (SELECT count(*) FROM batch) = $1 AND (SELECT id FROM kept) IS NULL AS "more!",
+                  (SELECT factlog_time(b.created_at) FROM batch b WHERE b.id = (SELECT id FROM kept))
+                      AS kept_at"#,
+        batch,
+        keep,
+        age_secs
+    )
+    .fetch_one(conn)
+    .await
 }
 
 /// One fact by id.

@@ -82,10 +82,23 @@ pub fn retry(milliseconds: u64) -> Bytes {
     Bytes::from(format!("retry: {milliseconds}\n\n"))
 }
 
-/// The event that tells a client its position is not one this log issued: clear what it
-/// shows and rebuild from what follows. `last_id` is the newest id of the log.
-pub fn reset(last_id: i64) -> Bytes {
-    Bytes::from(format!("event: reset\ndata: {{\"last_id\":{last_id}}}\n\n"))
+/// The event that tells a client its position is not one this log issued (the database
+/// was replaced or wiped): clear what it shows and rebuild from what follows, which is the
+/// log from its start. `last_id` is the newest id of the log.
+pub fn reset_unknown(last_id: i64) -> Bytes {
+    Bytes::from(format!(
+        "event: reset\ndata: {{\"reason\":\"unknown\",\"last_id\":{last_id}}}\n\n"
+    ))
+}
+
+/// The event that tells a client that facts after its position were deleted (retention):
+/// clear what it shows and rebuild from what follows, the kept log from `first_id` (null
+/// when nothing is kept). `last_id` is the newest id of the log.
+pub fn reset_expired(first_id: Option<i64>, last_id: i64) -> Bytes {
+    let first_id = first_id.map_or_else(|| "null".to_owned(), |id| id.to_string());
+    Bytes::from(format!(
+        "event: reset\ndata: {{\"reason\":\"expired\",\"first_id\":{first_id},\"last_id\":{last_id}}}\n\n"
+    ))
 }
 
 /// The event that ends a stream whose token has expired: the client fetches a new token
@@ -117,7 +130,18 @@ mod tests {
         fact(&mut buf, Format::Fact, &fields);
         assert_eq!(&buf[..], b"id: 7\nevent: x.y\ndata: {\"a\":\"b\\nc\"}\n\n");
         assert_eq!(&retry(2000)[..], b"retry: 2000\n\n");
-        assert_eq!(&reset(9)[..], b"event: reset\ndata: {\"last_id\":9}\n\n");
+        assert_eq!(
+            &reset_unknown(9)[..],
+            b"event: reset\ndata: {\"reason\":\"unknown\",\"last_id\":9}\n\n"
+        );
+        assert_eq!(
+            &reset_expired(Some(5), 9)[..],
+            b"event: reset\ndata: {\"reason\":\"expired\",\"first_id\":5,\"last_id\":9}\n\n"
+        );
+        assert_eq!(
+            &reset_expired(None, 9)[..],
+            b"event: reset\ndata: {\"reason\":\"expired\",\"first_id\":null,\"last_id\":9}\n\n"
+        );
         assert_eq!(
             &token_expired(9)[..],
             b"event: token-expired\ndata: {\"last_id\":9}\n\n"

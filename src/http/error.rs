@@ -37,6 +37,15 @@ pub enum AppError {
     /// No such fact.
     #[error("no fact with id {0}")]
     NotFound(i64),
+    /// What was asked for was deleted by retention: the fact, or facts after the position
+    /// a page starts from. The body carries `first_id`, where the kept log now starts.
+    #[error("{message}")]
+    Gone {
+        /// What was deleted, in words.
+        message: String,
+        /// The oldest kept fact's id; `None` when the log holds none.
+        first_id: Option<i64>,
+    },
     /// No such topic: none of its facts is in the log.
     #[error("no topic named {0} (a topic exists once it holds a fact)")]
     NoSuchTopic(String),
@@ -83,6 +92,7 @@ impl AppError {
             Self::TokenRequired(_) | Self::InvalidToken(_) => StatusCode::UNAUTHORIZED,
             Self::NotGranted(_) => StatusCode::FORBIDDEN,
             Self::NotFound(_) | Self::NoSuchTopic(_) => StatusCode::NOT_FOUND,
+            Self::Gone { .. } => StatusCode::GONE,
             Self::KeyConflict { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -136,7 +146,13 @@ impl poem::error::ResponseError for AppError {
     }
 
     fn as_response(&self) -> Response {
-        let mut response = json_error(self.status(), &self.to_string());
+        let mut response = match self {
+            Self::Gone { first_id, .. } => {
+                let body = serde_json::json!({ "error": self.to_string(), "first_id": first_id });
+                (self.status(), poem::web::Json(body)).into_response()
+            }
+            _ => json_error(self.status(), &self.to_string()),
+        };
         response.extensions_mut().insert(self.logged());
         match self {
             // Tell clients (and the browser's EventSource, which retries on its own) when

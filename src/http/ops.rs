@@ -29,8 +29,19 @@ pub async fn healthz(state: Data<&AppState>) -> Response {
 
 /// `GET /metrics`, in the Prometheus text format.
 #[handler]
-pub fn metrics(state: Data<&AppState>) -> Response {
-    match state.metrics.render(state.notifier.open_streams()) {
+pub async fn metrics(state: Data<&AppState>) -> Response {
+    // A scrape still answers when the database does not; /healthz says that it does not.
+    let database_bytes = match state.storage.size_bytes().await {
+        Ok(bytes) => Some(bytes),
+        Err(err) => {
+            tracing::warn!(cause = %err, "cannot read the database's size for the metrics");
+            None
+        }
+    };
+    match state
+        .metrics
+        .render(state.notifier.open_streams(), database_bytes)
+    {
         Ok(text) => Response::builder()
             .content_type("application/openmetrics-text; version=1.0.0; charset=utf-8")
             .header(header::CACHE_CONTROL, "no-store")

@@ -1,17 +1,13 @@
 //! The fan-out itself: the buffer of recent groups, who is woken for what, the newest id,
-//! and the open-stream count.
+//! and the open-stream count. A stream's side of it is `subscription.rs`.
 
-use std::collections::{HashMap, VecDeque};
-use std::future::poll_fn;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
-use std::task::Poll;
-
-use futures_util::task::AtomicWaker;
 
 use super::count::{StreamCount, StreamGuard};
 use super::group::Group;
-use super::listeners::Listeners;
+use super::shared::Shared;
+use super::subscription::Subscription;
 use crate::domain::{FactRecord, TopicSet};
 use crate::storage::Publish;
 
@@ -25,56 +21,10 @@ pub const BUFFERED_GROUPS: usize = 1024;
 pub struct Notifier {
     /// Written by publishers, read by streams. Publishing holds it for the check against
     /// `newest_id` and the push, so that they are one step for each publisher.
-    shared: RwLock<Shared>,
+    /// Shared with every subscription, which reads it.
+    shared: Arc<RwLock<Shared>>,
     newest_id: AtomicI64,
     streams: Arc<StreamCount>,
-}
-
-#[derive(Debug, Default)]
-struct Shared {
-    /// The last [`BUFFERED_GROUPS`] groups, oldest first.
-    groups: VecDeque<Arc<Group>>,
-    /// The sequence number of `groups[0]`; every group published gets the next one.
-    first_seq: u64,
-    /// For each topic, the highest sequence number of a group of it that left the buffer:
-    /// a stream that has not read that far has missed a fact it wanted.
-    dropped: HashMap<Arc<str>, u64>,
-    listeners: Listeners,
-    /// Shutdown: streams read what is buffered, then end.
-    closed: bool,
-}
-
-impl Shared {
-    /// One past the newest group's sequence number.
-    fn end_seq(&self) -> u64 {
-        self.first_seq + self.groups.len() as u64
-    }
-}
-
-/// What [`Subscription::recv`] hands a stream.
-#[derive(Debug)]
-pub enum Received {
-    /// The next group that holds a fact the stream wants.
-    Group(Arc<Group>),
-    /// Groups with facts the stream wants left the buffer before it read them: it must
-    /// catch up from the database. Reading on gives the groups published from now on.
-    Lagged,
-    /// The notifier closed at shutdown and the stream has read everything buffered.
-    Closed,
-}
-
-/// A stream's place in the fan-out: it is woken by groups that hold a fact of its topics
-/// (by every group, when it follows every topic). Dropping it unregisters the stream.
-#[derive(Debug)]
-pub struct Subscription {
-    notifier: Arc<Notifier>,
-    waker: Arc<AtomicWaker>,
-    id: u64,
-    /// The sequence number of the next group to read.
-    next_seq: u64,
-    /// Boxed: most streams follow every topic, and every byte here is kept by every idle
-    /// stream.
-    topics: Option<Box<TopicSet>>,
 }
 
 impl Notifier {
@@ -82,13 +32,13 @@ impl Notifier {
     /// streams.
     pub fn new(newest_id: i64, max_streams: usize) -> Arc<Self> {
         Arc::new(Self {
-            shared: RwLock::new(Shared::default()),
+            shared: Arc::default(),
             newest_id: AtomicI64::new(newest_id),
             streams: StreamCount::new(max_streams),
         })
     }
 
-    fn publish_from(&self, records: &[FactRecord], only_next: bool) -> bool {
+    fn publish_from(&self, records: &[FactRecord], how: How) -> bool {
         // Nothing inside can panic halfway through an update, so a poisoned lock guards
         // nothing broken.
         let mut shared = self.shared.write().unwrap_or_else(PoisonError::into_inner);
@@ -97,7 +47,7 @@ impl Notifier {
         let Some(first) = fresh.first() else {
             return true;
         };
-        if only_next && first.id != newest + 1 {
+        if how == How::Next && first.id != newest + 1 {
             return false;
         }
         let group = Arc::new(Group::render(fresh));
@@ -119,8 +69,16 @@ impl Notifier {
                 }
             }
         }
-        shared.listeners.wake(group.topics());
+        if how == How::AfterGap {
+            // Every stream, whatever its topics: any of them may have missed a fact.
+            shared.listeners.wake_all();
+        } else {
+            shared.listeners.wake(group.topics());
+        }
         shared.groups.push_back(group);
+        if how == How::AfterGap {
+            shared.gap_end = shared.end_seq();
+        }
         true
     }
 
@@ -133,13 +91,13 @@ impl Notifier {
             return None;
         }
         let (id, waker) = shared.listeners.add(topics.as_ref());
-        Some(Subscription {
-            notifier: Arc::clone(self),
+        Some(Subscription::new(
+            Arc::clone(&self.shared),
             waker,
             id,
-            next_seq: shared.end_seq(),
-            topics: topics.map(Box::new),
-        })
+            shared.end_seq(),
+            topics,
+        ))
     }
 
     /// Ends the fan-out, at shutdown: every stream receives what is already buffered, then
@@ -169,13 +127,28 @@ impl Notifier {
     }
 }
 
+/// How [`Notifier::publish_from`] publishes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum How {
+    /// Whatever came before is published or never will be.
+    InOrder,
+    /// Only if the facts directly follow the newest published.
+    Next,
+    /// Facts before these were deleted unpublished.
+    AfterGap,
+}
+
 impl Publish for Notifier {
     fn publish(&self, records: &[FactRecord]) {
-        self.publish_from(records, false);
+        self.publish_from(records, How::InOrder);
     }
 
     fn publish_next(&self, records: &[FactRecord]) -> bool {
-        self.publish_from(records, true)
+        self.publish_from(records, How::Next)
+    }
+
+    fn publish_after_gap(&self, records: &[FactRecord]) {
+        self.publish_from(records, How::AfterGap);
     }
 
     fn newest_id(&self) -> i64 {
@@ -183,74 +156,9 @@ impl Publish for Notifier {
     }
 }
 
-impl Subscription {
-    /// The topics this subscription follows; `None` for every topic.
-    pub fn topics(&self) -> Option<&TopicSet> {
-        self.topics.as_deref()
-    }
-
-    /// Waits for the next group with a fact of the subscription's topics.
-    pub async fn recv(&mut self) -> Received {
-        poll_fn(|cx| {
-            // Registered before looking, so that a group published in between wakes us.
-            self.waker.register(cx.waker());
-            self.try_recv().map_or(Poll::Pending, Poll::Ready)
-        })
-        .await
-    }
-
-    /// The next group with a fact of the subscription's topics, if one is already there.
-    pub fn try_recv(&mut self) -> Option<Received> {
-        let shared = self
-            .notifier
-            .shared
-            .read()
-            .unwrap_or_else(PoisonError::into_inner);
-        let end = shared.end_seq();
-        if self.next_seq < shared.first_seq {
-            // Groups left the buffer unread. A topic stream has missed something only if
-            // one of them held a fact of its topics; if not, it reads on from the oldest.
-            let missed = match self.topics.as_deref() {
-                None => true,
-                Some(set) => set.names().any(|topic| {
-                    shared
-                        .dropped
-                        .get(topic)
-                        .is_some_and(|&seq| seq >= self.next_seq)
-                }),
-            };
-            if missed {
-                self.next_seq = end;
-                return Some(Received::Lagged);
-            }
-            self.next_seq = shared.first_seq;
-        }
-        while self.next_seq < end {
-            let index = usize::try_from(self.next_seq - shared.first_seq).unwrap_or(usize::MAX);
-            self.next_seq += 1;
-            if let Some(group) = shared.groups.get(index) {
-                if group.touches(self.topics.as_deref()) {
-                    return Some(Received::Group(Arc::clone(group)));
-                }
-            }
-        }
-        shared.closed.then_some(Received::Closed)
-    }
-}
-
-impl Drop for Subscription {
-    fn drop(&mut self) {
-        let mut shared = self
-            .notifier
-            .shared
-            .write()
-            .unwrap_or_else(PoisonError::into_inner);
-        shared.listeners.remove(self.id, self.topics.as_deref());
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    use super::super::subscription::Received;
     use super::*;
     use crate::domain::TopicName;
 
@@ -357,5 +265,24 @@ mod tests {
         assert!(busy.try_recv().is_none());
         notifier.publish(&[record(groups + 2, "busy")]);
         assert_eq!(ids(busy.try_recv()), [groups + 2]);
+    }
+
+    #[test]
+    fn a_gap_sends_every_stream_behind_it_to_the_database() {
+        let notifier = Notifier::new(0, 10);
+        let mut a = notifier.subscribe(topics(&["a"])).expect("open");
+        let mut all = notifier.subscribe(None).expect("open");
+        notifier.publish(&[record(1, "a")]);
+        notifier.publish_after_gap(&[record(5, "b")]);
+        assert_eq!(notifier.newest_id(), 5);
+        // Whether or not the gap held facts of their topics, both catch up first.
+        assert!(matches!(a.try_recv(), Some(Received::Lagged)));
+        assert!(matches!(all.try_recv(), Some(Received::Lagged)));
+        assert!(all.try_recv().is_none());
+        // A stream opened after the gap, and those past it, read on as usual.
+        let mut late = notifier.subscribe(None).expect("open");
+        notifier.publish(&[record(6, "a")]);
+        assert_eq!(ids(late.try_recv()), [6]);
+        assert_eq!(ids(a.try_recv()), [6]);
     }
 }

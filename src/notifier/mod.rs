@@ -6,7 +6,7 @@
 //! streams. A stream that writes the whole group sends one zero-copy slice of that buffer:
 //! no per-subscriber rendering, no per-subscriber copy.
 //!
-//! It routes by topic (`fanout.rs`, `listeners.rs`): a stream is woken only by groups that
+//! It routes by topic (`fanout.rs`, `listeners.rs`, `subscription.rs`): a stream is woken only by groups that
 //! hold a fact of its topics (a stream of every topic, by every group), so a fact on one
 //! topic costs the streams of the others nothing.
 //!
@@ -27,7 +27,10 @@ mod count;
 mod fanout;
 mod group;
 mod listeners;
+mod shared;
+mod subscription;
 
 pub use count::StreamGuard;
-pub use fanout::{BUFFERED_GROUPS, Notifier, Received, Subscription};
+pub use fanout::{BUFFERED_GROUPS, Notifier};
 pub use group::Group;
+pub use subscription::{Received, Subscription};

@@ -8,12 +8,13 @@ use std::sync::Arc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use super::model::{Appended, Publish, Selection, StorageError, TopicSummary, redact};
+use super::model::{Appended, Bounds, Publish, Selection, StorageError, TopicSummary, redact};
 use super::page::FramePage;
+use super::retention::Trimmed;
 use super::{postgres, sqlite};
 use crate::config::SyncLevel;
 use crate::domain::frame::Format;
-use crate::domain::{FactRecord, NewFact};
+use crate::domain::{FactRecord, NewFact, Retention};
 
 /// Read access to the log. Cheap to clone.
 #[derive(Clone, Debug)]
@@ -97,7 +98,7 @@ impl Storage {
 
     /// A stream's next replay page: up to `rows` selected facts after `after`, rendered
     /// into SSE frames in `format`, stopping after the frame that reaches `max_bytes` (see
-    /// [`FramePage`]).
+    /// [`FramePage`]), with the log's bounds as of the same read.
     pub async fn read_frames(
         &self,
         after: i64,
@@ -176,6 +177,22 @@ impl Storage {
         }
     }
 
+    /// Where the log starts and ends, in one read.
+    pub async fn bounds(&self) -> Result<Bounds, StorageError> {
+        match self {
+            Self::Sqlite(db) => db.bounds().await,
+            Self::Postgres(db) => db.bounds().await,
+        }
+    }
+
+    /// The database's size on disk, in bytes.
+    pub async fn size_bytes(&self) -> Result<i64, StorageError> {
+        match self {
+            Self::Sqlite(db) => db.size_bytes().await,
+            Self::Postgres(db) => db.size_bytes().await,
+        }
+    }
+
     /// One fact by id.
     pub async fn get(&self, id: i64) -> Result<Option<FactRecord>, StorageError> {
         match self {
@@ -220,6 +237,23 @@ impl Appender {
         match self {
             Self::Sqlite(db) => db.append(rows).await,
             Self::Postgres(db) => db.append(rows).await,
+        }
+    }
+
+    /// One step of retention: deletes at most `batch` of the oldest facts outside
+    /// `retention`'s bounds (a prefix of the log) and records the highest deleted id in
+    /// the same transaction.
+    ///
+    /// # Errors
+    /// When the database refuses; nothing is deleted then.
+    pub async fn trim(
+        &mut self,
+        retention: &Retention,
+        batch: i64,
+    ) -> Result<Trimmed, StorageError> {
+        match self {
+            Self::Sqlite(db) => db.trim(retention, batch).await,
+            Self::Postgres(db) => db.trim(retention, batch).await,
         }
     }
 

@@ -13,7 +13,8 @@
 //! - `postgres/`: one database shared by many instances and by programs that publish
 //!   through SQL; its follower publishes what others commit.
 //! - [`writer`]: the one thread that appends, in groups; `queue.rs`, its queue and the
-//!   rule for closing a group.
+//!   rule for closing a group; `retention.rs`, what the log keeps and when the writer
+//!   deletes the rest.
 //!
 //! Files here import siblings, never this front door, so the imports stay one-way.
 
@@ -23,9 +24,10 @@ mod model;
 mod page;
 mod postgres;
 mod queue;
+mod retention;
 mod sqlite;
 pub mod writer;
 
 pub use engine::{Appender, Follower, Opened, Storage, open};
-pub use model::{Appended, Publish, Selection, StorageError, TopicSummary, redact};
+pub use model::{Appended, Bounds, Publish, Selection, StorageError, TopicSummary, redact};
 pub use page::FramePage;

@@ -40,6 +40,27 @@ pub struct TopicSummary {
     pub facts: i64,
 }
 
+/// Where the log starts and ends, as of one read.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Bounds {
+    /// The highest id retention has deleted; 0 while nothing has been. Everything at or
+    /// below it is gone.
+    pub deleted_through: i64,
+    /// The oldest kept fact's id; `None` when the log holds none.
+    pub first_id: Option<i64>,
+    /// The newest id handed out, 0 when none ever was.
+    pub last_id: i64,
+}
+
+impl Bounds {
+    /// Whether a reader that has everything up to `position` would skip deleted facts if
+    /// it read on: its position is below the highest deleted id. Position 0 is "from the
+    /// start", which never expires: it reads the log from wherever it now begins.
+    pub fn expired(&self, position: i64) -> bool {
+        position > 0 && position < self.deleted_through
+    }
+}
+
 /// Everything a storage call can fail with. The causes are for the log: the HTTP layer
 /// answers with a sentence of its own and never sends them.
 #[derive(Debug, thiserror::Error)]
@@ -85,6 +106,12 @@ pub trait Publish: Send + Sync {
     /// already published are skipped); false, publishing nothing, when there is a gap
     /// before them.
     fn publish_next(&self, records: &[FactRecord]) -> bool;
+
+    /// Publishes facts that follow a gap: facts between the newest published and the
+    /// first of these were deleted before they could be published (PostgreSQL's follower,
+    /// when another instance's retention outran it). Streams that had not read past the
+    /// gap catch up from the database, where they learn what they missed.
+    fn publish_after_gap(&self, records: &[FactRecord]);
 
     /// The newest id published, 0 when nothing was.
     fn newest_id(&self) -> i64;

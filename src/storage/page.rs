@@ -11,7 +11,7 @@
 
 use bytes::{Bytes, BytesMut};
 
-use super::model::StorageError;
+use super::model::{Bounds, StorageError};
 use crate::domain::frame::{self, Fields, Format};
 
 /// A page of rendered frames.
@@ -26,11 +26,14 @@ pub struct FramePage {
     /// Whether the log may hold more after `last_id`: the page was full, or rendering
     /// stopped at the byte limit before its end.
     pub more: bool,
+    /// The log's bounds, read in the same statement as the page: a cursor below its
+    /// highest deleted id means facts the stream wanted were deleted before this read.
+    pub bounds: Bounds,
 }
 
 impl FramePage {
     /// Renders packed rows (`None` when the database found none), read with a limit of
-    /// `asked` rows, in `format`. Rendering stops after the frame that reaches
+    /// `asked` rows together with the log's `bounds`, in `format`. Rendering stops after the frame that reaches
     /// `max_bytes`, so that a page of facts far larger than expected costs at most that
     /// much memory (and the one frame crossing it); the rest is read again by the next
     /// page.
@@ -39,6 +42,7 @@ impl FramePage {
     /// [`StorageError::Internal`] when a row is not in the packed form.
     pub fn render(
         packed: Option<&str>,
+        bounds: Bounds,
         asked: i64,
         max_bytes: usize,
         format: Format,
@@ -79,6 +83,7 @@ impl FramePage {
             last_id,
             rendered,
             more: rendered < rows || full,
+            bounds,
         })
     }
 }
@@ -90,7 +95,7 @@ mod tests {
     const T: &str = "2026-11-30T12:00:00.000Z";
 
     fn render(packed: &str, asked: i64, limit: usize, format: Format) -> FramePage {
-        FramePage::render(Some(packed), asked, limit, format).expect("a page")
+        FramePage::render(Some(packed), Bounds::default(), asked, limit, format).expect("a page")
     }
 
     #[test]
@@ -117,12 +122,15 @@ mod tests {
             )
             .more
         );
-        let empty = FramePage::render(None, 10, 1 << 20, Format::Fact).expect("a page");
+        let empty =
+            FramePage::render(None, Bounds::default(), 10, 1 << 20, Format::Fact).expect("a page");
         assert_eq!(
             (empty.frames.len(), empty.last_id, empty.more),
             (0, 0, false)
         );
-        assert!(FramePage::render(Some("7;1\n"), 10, 1 << 20, Format::Fact).is_err());
+        assert!(
+            FramePage::render(Some("7;1\n"), Bounds::default(), 10, 1 << 20, Format::Fact).is_err()
+        );
     }
 
     #[test]

@@ -64,7 +64,7 @@ impl Waiting {
     }
 
     /// Parks the writer until `wanted` facts are queued or `left` has passed.
-    fn wait(&self, jobs: &mpsc::Receiver<Job>, wanted: usize, left: Duration) {
+    pub fn wait(&self, jobs: &mpsc::Receiver<Job>, wanted: usize, left: Duration) {
         self.wanted.store(wanted, Ordering::Relaxed);
         fence(Ordering::SeqCst);
         if jobs.len() < wanted {

@@ -20,6 +20,9 @@
 //! [`tokio::runtime::Handle::block_on`], and it can wait for a group to fill with the
 //! precision of a thread's park.
 //!
+//! With a retention bound, the writer also deletes the oldest facts, in small steps
+//! between groups, and when idle at the time the next step is due (`retention.rs`).
+//!
 //! Shutdown is the mpsc drop trick: when the HTTP server has stopped, every
 //! [`WriterHandle`] is gone, the queue drains and reports that it is closed, and the
 //! thread closes the connection after its last commit and ends.
@@ -28,13 +31,15 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
+use tokio::sync::mpsc::error::TryRecvError;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use super::engine::Appender;
 use super::model::{Appended, Publish, StorageError};
 use super::queue::{GATHER_WINDOW, Job, QUEUE_DEPTH, Waiting, gather};
-use crate::domain::{FactRecord, NewFact};
+use super::retention::{self, Schedule};
+use crate::domain::{FactRecord, NewFact, Retention};
 use crate::metrics::Metrics;
 
 /// Sends appends to the writer. Cheap to clone; the writer stops once every handle is gone.
@@ -62,15 +67,16 @@ impl WriterHandle {
     }
 }
 
-/// Starts the writer over `appender`, publishing each committed group to `streams` and
-/// counting it in `metrics`. The returned task ends once the writer has stopped and its
-/// connection is closed.
+/// Starts the writer over `appender`, publishing each committed group to `streams`,
+/// keeping what `retention` says, and counting in `metrics`. The returned task ends once
+/// the writer has stopped and its connection is closed.
 ///
 /// # Errors
 /// When the writer's thread cannot be started.
 pub fn spawn(
     appender: Appender,
     streams: Arc<dyn Publish>,
+    retention: Retention,
     metrics: Arc<Metrics>,
 ) -> std::io::Result<(WriterHandle, JoinHandle<()>)> {
     let (queue, jobs) = mpsc::channel(QUEUE_DEPTH);
@@ -83,7 +89,13 @@ pub fn spawn(
             let Ok(waiting) = thread_waiting.recv() else {
                 return;
             };
-            run(&runtime, appender, jobs, &waiting, &*streams, &metrics);
+            let writer = Writer {
+                runtime,
+                appender,
+                schedule: retention.is_on().then(|| Schedule::new(retention)),
+                metrics,
+            };
+            writer.run(jobs, &waiting, &*streams);
             let _ = stopped.send(());
         })?;
     let task = tokio::spawn(async move {
@@ -97,32 +109,96 @@ pub fn spawn(
     Ok((WriterHandle { queue, waiting }, task))
 }
 
-/// The writer's thread: forms groups from the queue, commits and publishes each, and
-/// answers its requests.
-fn run(
-    runtime: &tokio::runtime::Handle,
-    mut appender: Appender,
-    mut jobs: mpsc::Receiver<Job>,
-    waiting: &Waiting,
-    streams: &dyn Publish,
-    metrics: &Metrics,
-) {
-    let mut held_over: Option<Job> = None;
-    let mut previous = 1;
-    loop {
-        let first = match held_over.take() {
-            Some(job) => job,
-            None => match jobs.blocking_recv() {
+/// The writer's thread and what it owns.
+struct Writer {
+    runtime: tokio::runtime::Handle,
+    appender: Appender,
+    /// When the next retention step is due; `None` when the log keeps everything.
+    schedule: Option<Schedule>,
+    metrics: Arc<Metrics>,
+}
+
+impl Writer {
+    /// Forms groups from the queue, commits and publishes each, and answers its requests;
+    /// deletes old facts between groups when a step is due.
+    fn run(mut self, mut jobs: mpsc::Receiver<Job>, waiting: &Waiting, streams: &dyn Publish) {
+        let mut held_over: Option<Job> = None;
+        let mut previous = 1;
+        loop {
+            let first = match held_over.take() {
                 Some(job) => job,
-                None => break,
-            },
-        };
-        let group = gather(&mut jobs, waiting, first, previous, GATHER_WINDOW);
-        held_over = group.held_over;
-        previous = group.jobs.len();
-        commit(runtime, &mut appender, group.jobs, streams, metrics);
+                None => match self.next_job(&mut jobs, waiting) {
+                    Some(job) => job,
+                    None => break,
+                },
+            };
+            let group = gather(&mut jobs, waiting, first, previous, GATHER_WINDOW);
+            held_over = group.held_over;
+            previous = group.jobs.len();
+            let newest_id = commit(
+                &self.runtime,
+                &mut self.appender,
+                group.jobs,
+                streams,
+                &self.metrics,
+            );
+            // After the group's requests are answered, so that none of them waits for it.
+            if let (Some(schedule), Some(newest_id)) = (self.schedule.as_mut(), newest_id) {
+                if schedule.appended(newest_id, Instant::now()) {
+                    self.trim();
+                }
+            }
+        }
+        self.runtime.block_on(self.appender.close());
     }
-    runtime.block_on(appender.close());
+
+    /// The next job, `None` once every handle is gone. While none is queued, an idle
+    /// writer with a retention bound runs its steps when they are due.
+    fn next_job(&mut self, jobs: &mut mpsc::Receiver<Job>, waiting: &Waiting) -> Option<Job> {
+        if self.schedule.is_none() {
+            return jobs.blocking_recv();
+        }
+        loop {
+            match jobs.try_recv() {
+                Ok(job) => return Some(job),
+                Err(TryRecvError::Disconnected) => return None,
+                Err(TryRecvError::Empty) => {}
+            }
+            let due = self.schedule.as_ref().map(Schedule::idle_due)?;
+            let now = Instant::now();
+            if due <= now {
+                self.trim();
+            } else {
+                // Woken by the first append, like a group waiting to fill.
+                waiting.wait(jobs, 1, due - now);
+            }
+        }
+    }
+
+    /// One retention step; failures are logged and the step is tried again later.
+    fn trim(&mut self) {
+        let Some(schedule) = self.schedule.as_mut() else {
+            return;
+        };
+        let trimmed = self
+            .runtime
+            .block_on(self.appender.trim(schedule.retention(), retention::BATCH));
+        match &trimmed {
+            Ok(step) if step.deleted > 0 => {
+                self.metrics.deleted(step.deleted);
+                tracing::debug!(
+                    deleted = step.deleted,
+                    through = step.through,
+                    "deleted facts outside the retention bounds"
+                );
+            }
+            Ok(_) => {}
+            Err(err) => {
+                tracing::warn!(cause = %err, "deleting old facts failed; trying again shortly");
+            }
+        }
+        schedule.done(trimmed.as_ref().ok(), Instant::now());
+    }
 }
 
 /// Where a job's answer comes from.
@@ -143,14 +219,15 @@ impl Source {
     }
 }
 
-/// Writes one group, publishes what it added, and answers its requests.
+/// Writes one group, publishes what it added, and answers its requests; returns the
+/// newest id it added, if it added any.
 fn commit(
     runtime: &tokio::runtime::Handle,
     appender: &mut Appender,
     group: Vec<Job>,
     streams: &dyn Publish,
     metrics: &Metrics,
-) {
+) -> Option<i64> {
     let started = Instant::now();
     // Decide each fact's row before writing: a (topic, key) repeated inside the group is
     // written once, by its first use, and its later uses answer with that record.
@@ -176,7 +253,7 @@ fn commit(
             for job in group {
                 let _ = job.reply.send(Err(err.repeat()));
             }
-            return;
+            return None;
         }
     };
     // A key used before answers with its first record if the retry is the same fact, and
@@ -215,4 +292,5 @@ fn commit(
         // The requester may have gone away; the fact is committed all the same.
         let _ = job.reply.send(Ok(answer));
     }
+    inserted.last().map(|record| record.id)
 }

@@ -129,7 +129,7 @@ async fn a_position_beyond_the_log_sends_reset_then_everything() {
     assert_eq!(stream.next_frame().await.as_deref(), Some("retry: 2000"));
     assert_eq!(
         stream.next_frame().await.as_deref(),
-        Some("event: reset\ndata: {\"last_id\":5}")
+        Some("event: reset\ndata: {\"reason\":\"unknown\",\"last_id\":5}")
     );
     assert_eq!(ids(&stream.take(5).await), [1, 2, 3, 4, 5]);
 
@@ -139,7 +139,7 @@ async fn a_position_beyond_the_log_sends_reset_then_everything() {
     stream.next_frame().await;
     assert_eq!(
         stream.next_frame().await.as_deref(),
-        Some("event: reset\ndata: {\"last_id\":0}")
+        Some("event: reset\ndata: {\"reason\":\"unknown\",\"last_id\":0}")
     );
     let id = empty.append(&json!("first")).await;
     assert_eq!(ids(&stream.take(1).await), [id]);

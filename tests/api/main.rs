@@ -16,6 +16,7 @@ mod postgres;
 mod publish_token;
 mod read_facts;
 mod resume;
+mod retention;
 mod shutdown;
 mod slow_readers;
 mod support;

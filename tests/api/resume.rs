@@ -65,7 +65,7 @@ async fn a_wiped_log_is_said_with_reset_and_a_new_log_id() {
     assert_eq!(stream.next_frame().await.as_deref(), Some("retry: 2000"));
     assert_eq!(
         stream.next_frame().await.as_deref(),
-        Some("event: reset\ndata: {\"last_id\":1}")
+        Some("event: reset\ndata: {\"reason\":\"unknown\",\"last_id\":1}")
     );
     let event = stream.next_event().await.expect("the new log");
     assert_eq!((event.id(), event.json()), (1, json!("new")));

@@ -310,6 +310,43 @@ async fn the_page_reconnects_across_a_restart_and_shows_no_row_twice() {
     browser.close().await;
 }
 
+/// A page away for longer than the retention: meanwhile more facts came and the ones
+/// after its position were deleted. It gets `reset` (`expired`) and rebuilds from the
+/// kept log, every row once.
+#[tokio::test]
+#[cfg_attr(
+    no_browser,
+    ignore = "needs Chromium and chromedriver: apt-get install chromium chromium-driver"
+)]
+async fn a_page_away_longer_than_the_retention_rebuilds_from_the_kept_log() {
+    let browser = browser().await;
+    // A long retry: the server is back, and has deleted, before the page reconnects.
+    let app = spawn_with(|c| c.retry_ms = 1500).await;
+    for n in 1..=3 {
+        app.append(&json!({ "info": n })).await;
+    }
+    browser.open(&app.base).await;
+    browser.wait_for_rows(3).await;
+    browser.wait_for_state("live").await;
+
+    let mut stopped = app.stop_for_restart().await;
+    browser.wait_for_state("reconnecting").await;
+    fill(&stopped.dir.path().join("facts.db"), 10).await;
+    stopped.config.retain_facts = Some(5);
+    let app = stopped.start().await;
+    browser
+        .wait_until(
+            "the kept log only",
+            "return [...document.querySelectorAll('#facts tr')].map(r => r.dataset.id).join() === '9,10,11,12,13';",
+        )
+        .await;
+    browser.wait_for_state("live").await;
+    app.append(&json!({ "info": 14 })).await;
+    browser.wait_for_rows(6).await;
+    assert_once_in_order(&browser.row_ids().await, 9..=14);
+    browser.close().await;
+}
+
 /// The tutorial's own client, from another origin: `new EventSource`, `JSON.parse`,
 /// append a row. Checks CORS and resume for clients written for the tutorial.
 #[tokio::test]

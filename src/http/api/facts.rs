@@ -146,7 +146,9 @@ impl FactsApi {
     ///
     /// Facts with an id larger than `after` (default 0), oldest first; or, with `before`,
     /// the page just before that id (for reading backwards). With `topic` (repeatable, at
-    /// most 32), only the facts of those topics.
+    /// most 32), only the facts of those topics. An `after` below the highest id deleted
+    /// by retention is answered 410 with `first_id`, where the kept log starts (`0`, the
+    /// start, never is).
     #[oai(path = "/facts", method = "get")]
     async fn list_facts(
         &self,
@@ -197,7 +199,7 @@ impl FactsApi {
     /// Read one fact.
     ///
     /// A fact of a topic the caller may not read is answered as one that does not exist
-    /// (404), so that a guessed id tells nothing.
+    /// (404), so that a guessed id tells nothing. A fact deleted by retention: 410.
     #[oai(path = "/facts/:id", method = "get")]
     async fn get_fact(
         &self,
@@ -206,13 +208,22 @@ impl FactsApi {
         /// The fact's id.
         id: param::Path<i64>,
     ) -> poem::Result<GetResponse> {
-        let record = state
-            .storage
-            .get(id.0)
-            .await
-            .map_err(AppError::from)?
-            .filter(|record| access.may_read(&record.topic))
-            .ok_or(AppError::NotFound(id.0))?;
+        let Some(record) = state.storage.get(id.0).await.map_err(AppError::from)? else {
+            // Read after the fact was not found: the highest deleted id only rises, so
+            // if it covers the id now, the fact was deleted, not never there.
+            let bounds = state.storage.bounds().await.map_err(AppError::from)?;
+            if id.0 > 0 && id.0 <= bounds.deleted_through {
+                return Err(AppError::Gone {
+                    message: format!("fact {} was deleted (retention)", id.0),
+                    first_id: bounds.first_id,
+                }
+                .into());
+            }
+            return Err(AppError::NotFound(id.0).into());
+        };
+        if !access.may_read(&record.topic) {
+            return Err(AppError::NotFound(id.0).into());
+        }
         Ok(GetResponse::Found(record.try_into()?))
     }
 }
@@ -238,11 +249,26 @@ async fn page(
             return Err(AppError::bad_request("give either after or before, not both").into());
         }
         (after, None) => {
+            let after = after.unwrap_or(0);
             let mut records = state
                 .storage
-                .read_after(after.unwrap_or(0), limit + 1, &selection)
+                .read_after(after, limit + 1, &selection)
                 .await
                 .map_err(AppError::from)?;
+            // Read after the page: the highest deleted id only rises, so if it is not
+            // past `after` now, nothing after `after` was deleted when the page was read.
+            if after > 0 {
+                let bounds = state.storage.bounds().await.map_err(AppError::from)?;
+                if bounds.expired(after) {
+                    return Err(AppError::Gone {
+                        message: format!(
+                            "facts after id {after} were deleted (retention); the log now starts at first_id (read from after=0 to get the kept log)"
+                        ),
+                        first_id: bounds.first_id,
+                    }
+                    .into());
+                }
+            }
             let more = records.len() > page_len;
             records.truncate(page_len);
             let next = records.last().map(|r| r.id).filter(|_| more);

@@ -168,7 +168,7 @@ async fn open(
     let mut opening = BytesMut::new();
     opening.extend_from_slice(&frame::retry(state.config.retry_ms));
     if let Some(last_id) = reset {
-        opening.extend_from_slice(&frame::reset(last_id));
+        opening.extend_from_slice(&frame::reset_unknown(last_id));
     }
 
     let stream = Stream::new(state, filter, format, cursor, expires);

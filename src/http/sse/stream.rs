@@ -22,6 +22,11 @@
 //!   with the subscription still held, so the same argument applies again. A slow reader
 //!   is never dropped and never skips a fact.
 //!
+//! With retention, facts may be deleted before a stream reads them. Each replay page is
+//! read together with the log's highest deleted id; a cursor below it gets a `reset`
+//! (reason `expired`) and the stream goes on from where the log now starts: never a
+//! silent gap. A live stream needs no check: it reads groups from memory.
+//!
 //! A stream opened with a token that expires ends when it does: it sends `token-expired`
 //! with its cursor, so the client can resume exactly after a new token is fetched.
 //!
@@ -260,8 +265,23 @@ impl Stream {
                 PAGE_BYTES,
             )
             .await?;
+        // Facts after the cursor were deleted since it was set (a start position older
+        // than the kept log, a slow stream between two pages, one catching up after
+        // `Lagged`): say so, and go on from where the log now starts. The page was read
+        // in the same snapshot as the bounds, so it holds nothing at or below the highest
+        // deleted id: its facts are the kept log's, after the reset.
+        let reset = page.bounds.expired(self.cursor).then(|| {
+            tracing::debug!(
+                cursor = self.cursor,
+                deleted_through = page.bounds.deleted_through,
+                "stream position older than the kept log; sending reset"
+            );
+            self.metrics.stream_expired();
+            self.cursor = page.bounds.deleted_through;
+            frame::reset_expired(page.bounds.first_id, page.bounds.last_id)
+        });
         if page.rendered == 0 {
-            return Ok((None, false));
+            return Ok((reset, false));
         }
         // Size the next page from this one's facts, so that it comes to about PAGE_BYTES.
         let average = (page.frames.len() / page.rendered).max(1);
@@ -269,7 +289,7 @@ impl Stream {
             .unwrap_or(MAX_PAGE)
             .clamp(MIN_PAGE, MAX_PAGE);
         self.cursor = page.last_id;
-        Ok((Some(page.frames), page.more))
+        Ok((join(reset, Some(page.frames)), page.more))
     }
 }
 

@@ -11,8 +11,10 @@ use tokio::sync::Notify;
 
 use super::classify::classify;
 use super::reader::record;
+use crate::domain::Retention;
 use crate::domain::{FactRecord, NewFact};
 use crate::storage::model::{Appended, Publish, StorageError, rows_json};
+use crate::storage::retention::Trimmed;
 
 /// The longest a group's append may take before the writer gives up on its connection (a
 /// network that drops packets silently would otherwise hold every POST forever). Its
@@ -90,6 +92,41 @@ impl Appender {
                 }
             })
             .collect())
+    }
+
+    /// One step of retention (see `factlog_postgres::trim`): nothing when another
+    /// instance is deleting at this moment.
+    ///
+    /// # Errors
+    /// When the database refuses or does not answer in time; nothing is deleted then, or
+    /// (on a timeout) the step's outcome is unknown, which the next step finds out.
+    pub async fn trim(
+        &mut self,
+        retention: &Retention,
+        batch: i64,
+    ) -> Result<Trimmed, StorageError> {
+        let keep = retention
+            .facts
+            .map(|n| i64::try_from(n).unwrap_or(i64::MAX));
+        let age = retention.age.map(|age| age.as_secs_f64());
+        let conn = self.connection().await?;
+        match tokio::time::timeout(APPEND_TIMEOUT, queries::trim(conn, batch, keep, age)).await {
+            Ok(Ok(row)) => Ok(Trimmed {
+                deleted: u64::try_from(row.deleted).unwrap_or(0),
+                through: row.through,
+                more: row.more,
+                kept_at: row.kept_at,
+            }),
+            failed => {
+                self.conn = None;
+                Err(match failed {
+                    Ok(Err(err)) => classify(err),
+                    _ => StorageError::Unavailable(format!(
+                        "the database did not answer within {APPEND_TIMEOUT:?}"
+                    )),
+                })
+            }
+        }
     }
 
     /// The connection, checked, made anew if it is missing or broken.

@@ -159,8 +159,30 @@ async fn catch_up(listener: &mut PgListener, streams: &dyn Publish) -> Result<()
             .map(record)
             .collect();
         let full = i64::try_from(facts.len()).is_ok_and(|n| n == FOLLOW_PAGE);
+        // Ids follow each other, so a first fact that is not the next one may mean that
+        // another instance's retention deleted facts this one had not published. The
+        // watermark is read after the facts and only rises: if it is not past `after`
+        // now, it was not when the facts were read, and nothing was deleted.
+        let gap = match facts.first() {
+            Some(first) if first.id > after + 1 => {
+                queries::deleted_through(&mut *listener)
+                    .await
+                    .map_err(classify)?
+                    > after
+            }
+            _ => false,
+        };
         // Facts the writer published meanwhile are skipped.
-        streams.publish(&facts);
+        if gap {
+            tracing::warn!(
+                after,
+                first = facts.first().map(|f| f.id),
+                "facts were deleted before this instance published them; streams behind catch up from the database"
+            );
+            streams.publish_after_gap(&facts);
+        } else {
+            streams.publish(&facts);
+        }
         if !full {
             return Ok(());
         }

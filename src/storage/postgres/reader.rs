@@ -7,7 +7,7 @@ use sqlx::postgres::PgPool;
 use super::classify::classify;
 use crate::domain::FactRecord;
 use crate::domain::frame::Format;
-use crate::storage::model::{Selection, StorageError, TopicSummary, selection_params};
+use crate::storage::model::{Bounds, Selection, StorageError, TopicSummary, selection_params};
 use crate::storage::page::FramePage;
 
 /// Read access to a PostgreSQL log. Cheap to clone.
@@ -74,12 +74,13 @@ impl Reader {
                 queries::read_packed_topics(&self.pool, after, topics, events, untyped, rows).await
             }
         };
-        FramePage::render(
-            packed.map_err(classify)?.as_deref(),
-            rows,
-            max_bytes,
-            format,
-        )
+        let packed = packed.map_err(classify)?;
+        let bounds = Bounds {
+            deleted_through: packed.deleted_through,
+            first_id: packed.first_id,
+            last_id: packed.last_id,
+        };
+        FramePage::render(packed.packed.as_deref(), bounds, rows, max_bytes, format)
     }
 
     /// Up to `limit` facts before `before` of the selected topics, newest first.
@@ -130,6 +131,21 @@ impl Reader {
     /// which deleting the newest facts would take back.
     pub async fn newest_id(&self) -> Result<i64, StorageError> {
         queries::newest_id(&self.pool).await.map_err(classify)
+    }
+
+    /// Where the log starts and ends, in one read.
+    pub async fn bounds(&self) -> Result<Bounds, StorageError> {
+        let row = queries::bounds(&self.pool).await.map_err(classify)?;
+        Ok(Bounds {
+            deleted_through: row.deleted_through,
+            first_id: row.first_id,
+            last_id: row.last_id,
+        })
+    }
+
+    /// The database's size on disk, in bytes.
+    pub async fn size_bytes(&self) -> Result<i64, StorageError> {
+        queries::size_bytes(&self.pool).await.map_err(classify)
     }
 
     /// One fact by id.

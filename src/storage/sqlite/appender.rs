@@ -7,8 +7,10 @@ use sqlx::Connection as _;
 use sqlx::sqlite::SqliteConnection;
 
 use super::classify::classify;
+use crate::domain::Retention;
 use crate::domain::{FactRecord, NewFact};
 use crate::storage::model::{Appended, StorageError, rows_json};
+use crate::storage::retention::Trimmed;
 
 /// The writer's side: the one read-write connection.
 #[derive(Debug)]
@@ -139,6 +141,86 @@ impl Appender {
                 ((r.topic, r.key), record)
             })
             .collect())
+    }
+
+    /// One step of retention: deletes at most `batch` of the oldest facts outside
+    /// `retention`'s bounds, and records the highest deleted id in the same transaction.
+    ///
+    /// # Errors
+    /// When the database refuses; nothing is deleted then.
+    pub async fn trim(
+        &mut self,
+        retention: &Retention,
+        batch: i64,
+    ) -> Result<Trimmed, StorageError> {
+        let keep = retention
+            .facts
+            .map(|n| i64::try_from(n).unwrap_or(i64::MAX));
+        let cutoff = retention
+            .age
+            .and_then(|age| chrono::Duration::from_std(age).ok())
+            .and_then(|age| Utc::now().checked_sub_signed(age))
+            .map(|at| at.to_rfc3339_opts(SecondsFormat::Millis, true));
+        // Planned outside the transaction: nothing else writes, so nothing can change
+        // between the plan and the delete. The first fact inside both bounds ends the
+        // prefix: times grow with ids, and should the clock step back, what follows it
+        // is kept too. Times compare as text: every one has the same RFC 3339 form.
+        // Without the age bound only the facts beyond the count bound are looked at.
+        let plan = sqlx::query!(
+            r#"WITH floor(id) AS (SELECT deleted_through FROM log_retention),
+                    newest(id) AS (SELECT coalesce((SELECT seq FROM sqlite_sequence
+                                                   WHERE name = 'facts'), 0)),
+                    batch AS (SELECT id, created_at FROM facts
+                              WHERE id > (SELECT id FROM floor)
+                                AND (?3 IS NOT NULL OR id <= (SELECT id FROM newest) - ?2)
+                              ORDER BY id LIMIT ?1),
+                    kept(id) AS (SELECT min(id) FROM batch
+                                 WHERE NOT ((?2 IS NOT NULL AND id <= (SELECT id FROM newest) - ?2)
+                                            OR (?3 IS NOT NULL AND created_at < ?3)))
+               SELECT (SELECT id FROM floor) AS "floor!: i64",
+                      coalesce((SELECT max(id) FROM batch
+                                WHERE id < coalesce((SELECT id FROM kept), 9223372036854775807)),
+                               (SELECT id FROM floor)) AS "through!: i64",
+                      (SELECT count(*) FROM batch) = ?1 AND (SELECT id FROM kept) IS NULL
+                          AS "more!: bool",
+                      (SELECT created_at FROM batch WHERE id = (SELECT id FROM kept))
+                          AS "kept_at: String""#,
+            batch,
+            keep,
+            cutoff
+        )
+        .fetch_one(&mut self.conn)
+        .await
+        .map_err(classify)?;
+        let mut trimmed = Trimmed {
+            deleted: 0,
+            through: plan.floor,
+            more: plan.more,
+            kept_at: plan.kept_at,
+        };
+        if plan.through <= plan.floor {
+            return Ok(trimmed);
+        }
+        let mut tx = self.conn.begin().await.map_err(classify)?;
+        let deleted = sqlx::query!(
+            "DELETE FROM facts WHERE id > ?1 AND id <= ?2",
+            plan.floor,
+            plan.through
+        )
+        .execute(&mut *tx)
+        .await
+        .map_err(classify)?;
+        sqlx::query!(
+            "UPDATE log_retention SET deleted_through = ?1",
+            plan.through
+        )
+        .execute(&mut *tx)
+        .await
+        .map_err(classify)?;
+        tx.commit().await.map_err(classify)?;
+        trimmed.deleted = deleted.rows_affected();
+        trimmed.through = plan.through;
+        Ok(trimmed)
     }
 
     /// Closes the connection, after the writer's last commit.

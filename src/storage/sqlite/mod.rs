@@ -10,6 +10,7 @@ mod appender;
 mod classify;
 mod connect;
 mod reader;
+mod topics;
 
 pub use appender::Appender;
 pub use connect::open;

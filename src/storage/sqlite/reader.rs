@@ -1,4 +1,5 @@
-//! Reading a SQLite log: the API's pages, the streams' replays, the topics.
+//! Reading a SQLite log: the API's pages, the streams' replays (the topic index's
+//! summaries are in `topics.rs`).
 //!
 //! A read of one topic is a range of the topic index, already in id order. A read of
 //! several merges per-topic reads rather than sorting every match: each topic's `n`-th
@@ -12,13 +13,22 @@ use sqlx::sqlite::SqlitePool;
 use super::classify::classify;
 use crate::domain::frame::Format;
 use crate::domain::{FactRecord, TopicSet};
-use crate::storage::model::{Selection, StorageError, TopicSummary, selection_params};
+use crate::storage::model::{Bounds, Selection, StorageError, selection_params};
 use crate::storage::page::FramePage;
+
+/// A replay page as one row: the packed facts (see `storage/page.rs`) and the log's
+/// bounds as of the same read.
+struct Packed {
+    packed: Option<String>,
+    deleted_through: i64,
+    first_id: Option<i64>,
+    last_id: i64,
+}
 
 /// Read access to a SQLite log. Cheap to clone.
 #[derive(Clone, Debug)]
 pub struct Reader {
-    pool: SqlitePool,
+    pub(super) pool: SqlitePool,
 }
 
 /// Every read fails with [`StorageError`] when the database cannot be read.
@@ -87,13 +97,20 @@ impl Reader {
     ) -> Result<FramePage, StorageError> {
         let (topics, events, untyped) = selection_params(selection);
         let single = selection.topics.and_then(TopicSet::single);
-        // `<id>,<topic>,<event>,<created_at>,<fact>` per fact: see `storage/page.rs`.
+        // `<id>,<topic>,<event>,<created_at>,<fact>` per fact: see `storage/page.rs`. The
+        // log's bounds come from the same statement, so from the same snapshot: a delete
+        // committed between two pages is either wholly before this read or wholly after.
         let packed =
             match (topics, single) {
-                (None, _) => sqlx::query_scalar!(
+                (None, _) => sqlx::query_as!(
+                    Packed,
                     r#"SELECT group_concat(id || ',' || topic || ',' || coalesce(event, '') || ','
                                            || created_at || ',' || fact || char(10),
-                                           '' ORDER BY id) AS "packed: String"
+                                           '' ORDER BY id) AS "packed: String",
+                              (SELECT deleted_through FROM log_retention) AS "deleted_through!: i64",
+                              (SELECT min(id) FROM facts) AS "first_id: i64",
+                              coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'facts'), 0)
+                                  AS "last_id!: i64"
                        FROM (SELECT id, topic, event, created_at, fact
                              FROM facts
                              WHERE id > ?1
@@ -110,10 +127,15 @@ impl Reader {
                 .await,
                 // One topic: a range of its index, in id order, with no bound to find and
                 // nothing to sort.
-                (Some(_), Some(topic)) => sqlx::query_scalar!(
+                (Some(_), Some(topic)) => sqlx::query_as!(
+                    Packed,
                     r#"SELECT group_concat(id || ',' || topic || ',' || coalesce(event, '') || ','
                                            || created_at || ',' || fact || char(10),
-                                           '' ORDER BY id) AS "packed: String"
+                                           '' ORDER BY id) AS "packed: String",
+                              (SELECT deleted_through FROM log_retention) AS "deleted_through!: i64",
+                              (SELECT min(id) FROM facts) AS "first_id: i64",
+                              coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'facts'), 0)
+                                  AS "last_id!: i64"
                        FROM (SELECT id, topic, event, created_at, fact
                              FROM facts
                              WHERE topic = ?1 AND id > ?2
@@ -130,7 +152,8 @@ impl Reader {
                 .fetch_one(&self.pool)
                 .await,
                 (Some(topics), None) => {
-                    sqlx::query_scalar!(
+                    sqlx::query_as!(
+                        Packed,
                         r#"WITH sel(topic) AS (SELECT value FROM json_each(?2)),
                             bound(id) AS (
                                 SELECT min((SELECT g.id FROM facts g
@@ -142,7 +165,11 @@ impl Reader {
                                 FROM sel)
                        SELECT group_concat(id || ',' || topic || ',' || coalesce(event, '') || ','
                                            || created_at || ',' || fact || char(10),
-                                           '' ORDER BY id) AS "packed: String"
+                                           '' ORDER BY id) AS "packed: String",
+                              (SELECT deleted_through FROM log_retention) AS "deleted_through!: i64",
+                              (SELECT min(id) FROM facts) AS "first_id: i64",
+                              coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'facts'), 0)
+                                  AS "last_id!: i64"
                        FROM (SELECT id, topic, event, created_at, fact
                              FROM facts
                              WHERE topic IN (SELECT topic FROM sel) AND id > ?1
@@ -162,7 +189,12 @@ impl Reader {
                 }
             };
         let packed = packed.map_err(classify)?;
-        FramePage::render(packed.as_deref(), rows, max_bytes, format)
+        let bounds = Bounds {
+            deleted_through: packed.deleted_through,
+            first_id: packed.first_id,
+            last_id: packed.last_id,
+        };
+        FramePage::render(packed.packed.as_deref(), bounds, rows, max_bytes, format)
     }
 
     /// Up to `limit` facts with an id smaller than `before` of the selected topics, newest
@@ -282,47 +314,6 @@ impl Reader {
         id.map_err(classify)
     }
 
-    /// Up to `limit` topics named after `after`, by name. Each name is one seek in the
-    /// topic index, its first and last ids one more each; its count reads its part of the
-    /// index.
-    pub async fn topics(&self, after: &str, limit: i64) -> Result<Vec<TopicSummary>, StorageError> {
-        sqlx::query_as!(
-            TopicSummary,
-            r#"WITH RECURSIVE names(name) AS (
-                   SELECT (SELECT min(topic) FROM facts WHERE topic > ?1)
-                   UNION ALL
-                   SELECT (SELECT min(topic) FROM facts WHERE topic > names.name)
-                   FROM names WHERE names.name IS NOT NULL)
-               SELECT name AS "name!: String",
-                      (SELECT min(id) FROM facts WHERE topic = names.name) AS "first_id!: i64",
-                      (SELECT max(id) FROM facts WHERE topic = names.name) AS "last_id!: i64",
-                      (SELECT count(*) FROM facts WHERE topic = names.name) AS "facts!: i64"
-               FROM names WHERE name IS NOT NULL
-               LIMIT ?2"#,
-            after,
-            limit
-        )
-        .fetch_all(&self.pool)
-        .await
-        .map_err(classify)
-    }
-
-    /// One topic's summary; `None` when it has no facts.
-    pub async fn topic(&self, name: &str) -> Result<Option<TopicSummary>, StorageError> {
-        let summary = sqlx::query_as!(
-            TopicSummary,
-            r#"SELECT ?1 AS "name!: String", min(id) AS "first_id!: i64",
-                      max(id) AS "last_id!: i64", count(*) AS "facts!: i64"
-               FROM facts WHERE topic = ?1
-               HAVING count(*) > 0"#,
-            name
-        )
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(classify)?;
-        Ok(summary)
-    }
-
     /// The newest id the log has handed out, 0 when it never has. Read from where
     /// AUTOINCREMENT keeps it, not from the facts: with the newest facts deleted, `max(id)`
     /// would go back, and every client ahead of it would be told its position is unknown.
@@ -330,6 +321,32 @@ impl Reader {
         sqlx::query_scalar!(
             r#"SELECT coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'facts'), 0)
                    AS "id!: i64""#
+        )
+        .fetch_one(&self.pool)
+        .await
+        .map_err(classify)
+    }
+
+    /// Where the log starts and ends, in one read.
+    pub async fn bounds(&self) -> Result<Bounds, StorageError> {
+        sqlx::query_as!(
+            Bounds,
+            r#"SELECT (SELECT deleted_through FROM log_retention) AS "deleted_through!: i64",
+                      (SELECT min(id) FROM facts) AS "first_id: i64",
+                      coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'facts'), 0)
+                          AS "last_id!: i64""#
+        )
+        .fetch_one(&self.pool)
+        .await
+        .map_err(classify)
+    }
+
+    /// The database's size on disk, in bytes (its pages, free ones included; not its
+    /// write-ahead log).
+    pub async fn size_bytes(&self) -> Result<i64, StorageError> {
+        sqlx::query_scalar!(
+            r#"SELECT c.page_count * s.page_size AS "bytes!: i64"
+               FROM pragma_page_count() AS c, pragma_page_size() AS s"#
         )
         .fetch_one(&self.pool)
         .await

@@ -5,6 +5,7 @@ mod access;
 mod contract;
 mod faults;
 mod instances;
+mod retention;
 mod topics;
 
 use std::time::{Duration, Instant};
