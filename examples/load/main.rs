@@ -5,8 +5,8 @@
 //! ```
 //!
 //! Scenarios: `append`, `fanout`, `idle`, `replay`, `startup`, `ceiling`, or `all`, and
-//! `instances` (several factlog instances on one PostgreSQL database), `topics` and
-//! `tokens`. Each starts its own servers (factlog's release binary over a temporary
+//! `instances` (several factlog instances on one PostgreSQL database), `topics`, `tokens`
+//! and `retention`. Each starts its own servers (factlog's release binary over a temporary
 //! database, and the ceiling server) unless `--url` names one, prints a human summary and
 //! then one JSON line of results per scenario (medians of `--runs`). `--peers` measures
 //! the reference servers of `../shared/peers` in the same run, side by side. See the
@@ -16,6 +16,7 @@ mod backlog;
 mod ceiling;
 mod client;
 mod crowd;
+mod retention;
 mod scenarios;
 mod target;
 mod tokens;
@@ -56,6 +57,9 @@ enum Scenario {
     /// What checking tokens costs: fan-out with every subscriber holding a token, and
     /// connecting with one, each beside the same without tokens (not part of `all`).
     Tokens,
+    /// What retention costs appends (`--retain-facts` against no bound), and the file's
+    /// size over a long run with a bound (not part of `all`).
+    Retention,
     /// Every scenario, in the order above.
     All,
     /// (internal) serve the ceiling server.
@@ -152,6 +156,11 @@ struct Args {
     /// replay and startup: facts in the log.
     #[arg(long, default_value_t = 1_000_000)]
     backlog: u64,
+
+    /// retention: facts appended with `--retain-facts 10000` in the run that measures the
+    /// file's size.
+    #[arg(long, default_value_t = 1_000_000)]
+    retention_facts: u64,
 
     /// (serve-ceiling) the address to listen on.
     #[arg(long, default_value = "127.0.0.1:0", hide = true)]

@@ -105,6 +105,12 @@ impl<'a> Bench<'a> {
                 }
                 return self.tokens().await;
             }
+            Scenario::Retention => {
+                if !own {
+                    bail!("retention starts its own factlog: leave out --url");
+                }
+                return self.retention().await;
+            }
             Scenario::All | Scenario::ServeCeiling => unreachable!("dispatched in main"),
         }
 
@@ -122,7 +128,7 @@ impl<'a> Bench<'a> {
                         topics: args.spread,
                         ..Spread::default()
                     };
-                    let metrics = self.append(&server, spread).await;
+                    let metrics = self.append(&server, spread, args.facts).await;
                     server.stop();
                     record(&mut appends, i, &name, round, "append", metrics?);
                 }
@@ -263,12 +269,13 @@ impl<'a> Bench<'a> {
         }
     }
 
-    /// `append`: `--connections` publishers post `--facts` facts as fast as answers come,
-    /// to the topics of `spread`.
+    /// `append`: `--connections` publishers post `facts` facts (`--facts` in the scenario)
+    /// as fast as answers come, to the topics of `spread`.
     pub(crate) async fn append(
         &mut self,
         server: &Running,
         spread: Spread,
+        facts: u64,
     ) -> anyhow::Result<Metrics> {
         let args = self.args;
         let run = self.next_run();
@@ -291,7 +298,7 @@ impl<'a> Bench<'a> {
         let mut tasks = JoinSet::new();
         for (p, mut poster) in posters.into_iter().enumerate() {
             let next = Arc::clone(&next);
-            let (total, size) = (args.facts, args.size);
+            let (total, size) = (facts, args.size);
             tasks.spawn(async move {
                 let mut latencies = Vec::with_capacity((total as usize) / 32);
                 let mut errors = 0u64;

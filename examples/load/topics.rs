@@ -77,7 +77,7 @@ impl Bench<'_> {
             .enumerate()
             {
                 let server = Running::start(&spec, &self.scratch, None)?;
-                let metrics = self.append(&server, spread).await?;
+                let metrics = self.append(&server, spread, args.facts).await?;
                 server.stop();
                 self.clean_scratch();
                 record(&mut appends, i, name, round, "topics append", metrics);
