@@ -38,7 +38,7 @@ use tokio::task::JoinHandle;
 use super::engine::Appender;
 use super::model::{Appended, Publish, StorageError};
 use super::queue::{GATHER_WINDOW, Job, QUEUE_DEPTH, Waiting, gather};
-use super::retention::{self, Schedule};
+use super::retention::Schedule;
 use crate::domain::{FactRecord, NewFact, Retention};
 use crate::metrics::Metrics;
 
@@ -135,6 +135,7 @@ impl Writer {
             let group = gather(&mut jobs, waiting, first, previous, GATHER_WINDOW);
             held_over = group.held_over;
             previous = group.jobs.len();
+            let facts = group.jobs.len();
             let newest_id = commit(
                 &self.runtime,
                 &mut self.appender,
@@ -144,7 +145,7 @@ impl Writer {
             );
             // After the group's requests are answered, so that none of them waits for it.
             if let (Some(schedule), Some(newest_id)) = (self.schedule.as_mut(), newest_id) {
-                if schedule.appended(newest_id, Instant::now()) {
+                if schedule.appended(facts, newest_id, Instant::now()) {
                     self.trim();
                 }
             }
@@ -182,7 +183,7 @@ impl Writer {
         };
         let trimmed = self
             .runtime
-            .block_on(self.appender.trim(schedule.retention(), retention::BATCH));
+            .block_on(self.appender.trim(schedule.retention(), schedule.batch()));
         match &trimmed {
             Ok(step) if step.deleted > 0 => {
                 self.metrics.deleted(step.deleted);

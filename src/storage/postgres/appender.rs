@@ -11,8 +11,7 @@ use tokio::sync::Notify;
 
 use super::classify::classify;
 use super::reader::record;
-use crate::domain::Retention;
-use crate::domain::{FactRecord, NewFact};
+use crate::domain::{FactRecord, NewFact, Retention};
 use crate::storage::model::{Appended, Publish, StorageError, rows_json};
 use crate::storage::retention::Trimmed;
 

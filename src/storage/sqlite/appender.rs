@@ -7,8 +7,8 @@ use sqlx::Connection as _;
 use sqlx::sqlite::SqliteConnection;
 
 use super::classify::classify;
-use crate::domain::Retention;
-use crate::domain::{FactRecord, NewFact};
+use crate::config::SyncLevel;
+use crate::domain::{FactRecord, NewFact, Retention};
 use crate::storage::model::{Appended, StorageError, rows_json};
 use crate::storage::retention::Trimmed;
 
@@ -16,15 +16,38 @@ use crate::storage::retention::Trimmed;
 #[derive(Debug)]
 pub struct Appender {
     conn: SqliteConnection,
+    /// What `--sync` asked of commits.
+    sync: SyncLevel,
+    /// The connection's commits do not sync (a retention step set it so, and has not
+    /// set it back yet): an append must set it back before it writes.
+    relaxed: bool,
 }
 
 /// The records already in the log, by (topic, idempotency key).
 type Known = HashMap<(String, String), FactRecord>;
 
 impl Appender {
-    /// Appends through `conn`, which must be the only connection that writes.
-    pub fn new(conn: SqliteConnection) -> Self {
-        Self { conn }
+    /// Appends through `conn`, which must be the only connection that writes, with
+    /// `sync` (which the connection was opened with).
+    pub fn new(conn: SqliteConnection, sync: SyncLevel) -> Self {
+        Self {
+            conn,
+            sync,
+            relaxed: false,
+        }
+    }
+
+    /// Makes the connection's commits sync as `--sync` asked, if a retention step left
+    /// them not syncing.
+    async fn restore_sync(&mut self) -> Result<(), StorageError> {
+        if self.relaxed {
+            sqlx::query("PRAGMA synchronous = FULL")
+                .execute(&mut self.conn)
+                .await
+                .map_err(classify)?;
+            self.relaxed = false;
+        }
+        Ok(())
     }
 
     /// Appends the facts in one statement, and so in one transaction; returns what became
@@ -35,6 +58,7 @@ impl Appender {
     /// # Errors
     /// When the database refuses the statement; nothing of it is written then.
     pub async fn append(&mut self, rows: &[&NewFact]) -> Result<Vec<Appended>, StorageError> {
+        self.restore_sync().await?;
         // Nothing else writes, so the key lookup cannot be raced by another append.
         let known = self.lookup_keys(rows).await?;
         let key_of = |row: &NewFact| {
@@ -162,10 +186,11 @@ impl Appender {
             .and_then(|age| Utc::now().checked_sub_signed(age))
             .map(|at| at.to_rfc3339_opts(SecondsFormat::Millis, true));
         // Planned outside the transaction: nothing else writes, so nothing can change
-        // between the plan and the delete. The first fact inside both bounds ends the
-        // prefix: times grow with ids, and should the clock step back, what follows it
-        // is kept too. Times compare as text: every one has the same RFC 3339 form.
-        // Without the age bound only the facts beyond the count bound are looked at.
+        // between the plan and the delete (nor what it counts as deletable). The first
+        // fact inside both bounds ends the prefix: times grow with ids, and should the
+        // clock step back, what follows it is kept too. Times compare as text: every one
+        // has the same RFC 3339 form. Without the age bound only the facts beyond the
+        // count bound are looked at.
         let plan = sqlx::query!(
             r#"WITH floor(id) AS (SELECT deleted_through FROM log_retention),
                     newest(id) AS (SELECT coalesce((SELECT seq FROM sqlite_sequence
@@ -181,6 +206,9 @@ impl Appender {
                       coalesce((SELECT max(id) FROM batch
                                 WHERE id < coalesce((SELECT id FROM kept), 9223372036854775807)),
                                (SELECT id FROM floor)) AS "through!: i64",
+                      (SELECT count(*) FROM batch
+                       WHERE id < coalesce((SELECT id FROM kept), 9223372036854775807))
+                          AS "deletable!: i64",
                       (SELECT count(*) FROM batch) = ?1 AND (SELECT id FROM kept) IS NULL
                           AS "more!: bool",
                       (SELECT created_at FROM batch WHERE id = (SELECT id FROM kept))
@@ -201,25 +229,37 @@ impl Appender {
         if plan.through <= plan.floor {
             return Ok(trimmed);
         }
-        let mut tx = self.conn.begin().await.map_err(classify)?;
-        let deleted = sqlx::query!(
-            "DELETE FROM facts WHERE id > ?1 AND id <= ?2",
-            plan.floor,
-            plan.through
-        )
-        .execute(&mut *tx)
-        .await
-        .map_err(classify)?;
-        sqlx::query!(
-            "UPDATE log_retention SET deleted_through = ?1",
-            plan.through
-        )
-        .execute(&mut *tx)
-        .await
-        .map_err(classify)?;
-        tx.commit().await.map_err(classify)?;
-        trimmed.deleted = deleted.rows_affected();
-        trimmed.through = plan.through;
+        // One round trip for the whole delete: the ids are numbers of our own, so
+        // formatting them into the text is safe, and each statement more would be one
+        // more wake-up of sqlx's connection thread.
+        //
+        // The step commits without an fsync of its own, even under `--sync full`: the
+        // next group's commit syncs the write-ahead log, and this step's frames, which
+        // come before its own, with it. Should power fail first, recovery keeps neither
+        // the delete nor the raised watermark (one transaction): the facts are back, and
+        // are deleted again. A reader may have been told of a delete that a power cut
+        // undid; that costs it nothing, as the facts that come back are older than
+        // where it went on from.
+        let (relax, restore) = match self.sync {
+            SyncLevel::Full => ("PRAGMA synchronous = NORMAL;", "PRAGMA synchronous = FULL;"),
+            SyncLevel::Normal => ("", ""),
+        };
+        let (floor, through) = (plan.floor, plan.through);
+        let step = format!(
+            "{relax} BEGIN; DELETE FROM facts WHERE id > {floor} AND id <= {through}; \
+             UPDATE log_retention SET deleted_through = {through}; COMMIT; {restore}"
+        );
+        self.relaxed = self.sync == SyncLevel::Full;
+        if let Err(err) = sqlx::raw_sql(&step).execute(&mut self.conn).await {
+            // Whichever statement failed, nothing of the step stays: no transaction is
+            // left open, and commits sync again (or the next append sees to it).
+            let _ = sqlx::raw_sql("ROLLBACK").execute(&mut self.conn).await;
+            let _ = self.restore_sync().await;
+            return Err(classify(err));
+        }
+        self.relaxed = false;
+        trimmed.deleted = u64::try_from(plan.deletable).unwrap_or(0);
+        trimmed.through = through;
         Ok(trimmed)
     }
 

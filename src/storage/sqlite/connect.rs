@@ -77,5 +77,5 @@ pub async fn open(url: &str, sync: SyncLevel) -> anyhow::Result<(Reader, Appende
         .newest_id()
         .await
         .with_context(|| format!("cannot read the database {url}"))?;
-    Ok((reader, Appender::new(writer), newest_id))
+    Ok((reader, Appender::new(writer, sync), newest_id))
 }
