@@ -18,6 +18,12 @@ impl Retention {
     pub fn is_on(&self) -> bool {
         self.facts.is_some() || self.age.is_some()
     }
+
+    /// The count bound as the number of ids to keep below the newest (a bound beyond
+    /// what an id can count keeps everything).
+    pub fn keep_ids(&self) -> Option<i64> {
+        self.facts.map(|n| i64::try_from(n).unwrap_or(i64::MAX))
+    }
 }
 
 impl fmt::Display for Retention {
@@ -28,7 +34,7 @@ impl fmt::Display for Retention {
             (None, Some(age)) => write!(f, "keeps facts for {}s", age.as_secs()),
             (Some(n), Some(age)) => write!(
                 f,
-                "keeps the newest {n} facts, and those for {}s",
+                "keeps the newest {n} facts, none older than {}s",
                 age.as_secs()
             ),
         }

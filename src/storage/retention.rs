@@ -102,10 +102,8 @@ impl Schedule {
     pub fn appended(&mut self, facts: usize, newest_id: i64, now: Instant) -> bool {
         self.appended = true;
         self.last_group = i64::try_from(facts).unwrap_or(i64::MAX);
-        let excess = self.retention.facts.map_or(0, |keep| {
-            newest_id
-                .saturating_sub(i64::try_from(keep).unwrap_or(i64::MAX))
-                .saturating_sub(self.through)
+        let excess = self.retention.keep_ids().map_or(0, |keep| {
+            newest_id.saturating_sub(keep).saturating_sub(self.through)
         });
         now >= self.due || excess >= EXCESS
     }

@@ -104,9 +104,7 @@ impl Appender {
         retention: &Retention,
         batch: i64,
     ) -> Result<Trimmed, StorageError> {
-        let keep = retention
-            .facts
-            .map(|n| i64::try_from(n).unwrap_or(i64::MAX));
+        let keep = retention.keep_ids();
         let age = retention.age.map(|age| age.as_secs_f64());
         let conn = self.connection().await?;
         match tokio::time::timeout(APPEND_TIMEOUT, queries::trim(conn, batch, keep, age)).await {

@@ -177,9 +177,7 @@ impl Appender {
         retention: &Retention,
         batch: i64,
     ) -> Result<Trimmed, StorageError> {
-        let keep = retention
-            .facts
-            .map(|n| i64::try_from(n).unwrap_or(i64::MAX));
+        let keep = retention.keep_ids();
         let cutoff = retention
             .age
             .and_then(|age| chrono::Duration::from_std(age).ok())
