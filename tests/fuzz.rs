@@ -5,7 +5,7 @@
 //! is shrunk to a minimal one and saved under `proptest-regressions/`, to be committed.
 
 use bytes::BytesMut;
-use factlog::domain::frame::Format;
+use factlog::domain::frame::{self, Format};
 use factlog::domain::{
     EventName, FactRecord, IdempotencyKey, StartPosition, TopicName, parse_position,
     parse_urlencoded,
@@ -117,8 +117,22 @@ proptest! {
             let mut frames = BytesMut::new();
             record.render_frame(&mut frames, format);
             let text = std::str::from_utf8(&frames).expect("frames are UTF-8");
-            let parsed = whatwg_parse(&format!("retry: 2000\n\n{text}: keep-alive\n\n"));
-            prop_assert_eq!(parsed.len(), 1);
+            // A stream as the server writes it: the opening `retry:`, the frame, an idle
+            // stretch's comments, the frame again.
+            let mut stream = String::from_utf8(frame::retry(2000).to_vec()).expect("UTF-8");
+            for piece in [text.as_bytes(), frame::KEEP_ALIVE, frame::KEEP_ALIVE, text.as_bytes()] {
+                stream.push_str(std::str::from_utf8(piece).expect("UTF-8"));
+            }
+            // Clients that dispatch every blank-line-ended block (fetch-event-source,
+            // httpx-sse) see only blocks with data: no phantom events.
+            let blocks: Vec<&str> = stream.split_terminator("\n\n").collect();
+            prop_assert_eq!(blocks.len(), 2);
+            for block in blocks {
+                prop_assert!(block.lines().any(|line| line.starts_with("data:")));
+            }
+            let parsed = whatwg_parse(&stream);
+            prop_assert_eq!(parsed.len(), 2);
+            prop_assert_eq!(&parsed[0], &parsed[1]);
             let id_text = id.to_string();
             prop_assert_eq!(parsed[0].id.as_deref(), Some(id_text.as_str()));
             prop_assert_eq!(&parsed[0].event, event.as_deref().unwrap_or("message"));

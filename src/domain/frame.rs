@@ -7,8 +7,11 @@
 
 use bytes::{BufMut as _, Bytes, BytesMut};
 
-/// The comment an idle stream gets every `--keep-alive-secs`.
-pub const KEEP_ALIVE: &[u8] = b": keep-alive\n\n";
+/// The comment an idle stream gets every `--keep-alive-secs`. No blank line follows it:
+/// a blank line ends an event, and clients such as fetch-event-source and httpx-sse hand
+/// the application an empty event for each one; the WHATWG parser ignores it either way.
+/// Frames are written whole, so a comment never lands inside an event.
+pub const KEEP_ALIVE: &[u8] = b": keep-alive\n";
 
 /// What a fact's `data:` line holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -77,9 +80,11 @@ pub fn fact(buf: &mut BytesMut, format: Format, fields: &Fields<'_>) {
     buf.put_slice(b"\n\n");
 }
 
-/// What every stream starts with: the reconnection delay a client should use.
+/// What every stream starts with: the reconnection delay a client should use. A WHATWG
+/// parser applies the field as soon as it reads the line; no blank line follows it, for the
+/// reason the keep-alive comment has none.
 pub fn retry(milliseconds: u64) -> Bytes {
-    Bytes::from(format!("retry: {milliseconds}\n\n"))
+    Bytes::from(format!("retry: {milliseconds}\n"))
 }
 
 /// The event that tells a client its position is not one this log issued (the database
@@ -129,7 +134,8 @@ mod tests {
         fields.event = Some("x.y");
         fact(&mut buf, Format::Fact, &fields);
         assert_eq!(&buf[..], b"id: 7\nevent: x.y\ndata: {\"a\":\"b\\nc\"}\n\n");
-        assert_eq!(&retry(2000)[..], b"retry: 2000\n\n");
+        assert_eq!(&retry(2000)[..], b"retry: 2000\n");
+        assert_eq!(KEEP_ALIVE, b": keep-alive\n");
         assert_eq!(
             &reset_unknown(9)[..],
             b"event: reset\ndata: {\"reason\":\"unknown\",\"last_id\":9}\n\n"

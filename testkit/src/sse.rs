@@ -57,9 +57,20 @@ impl SseStream {
         }
     }
 
-    /// The next raw frame (the text before a blank line), or `None` when the stream ended.
+    /// The next raw frame, or `None` when the stream ended: the lines before a blank line,
+    /// or a `retry:` or comment line on its own, as the server sends those (with no blank
+    /// line after them, so that no client sees an empty event).
     pub async fn next_frame(&mut self) -> Option<String> {
         loop {
+            let blank = self.buf.iter().take_while(|&&b| b == b'\n').count();
+            self.buf.drain(..blank);
+            if let Some(eol) = self.buf.iter().position(|&b| b == b'\n') {
+                let line = &self.buf[..eol];
+                if line.starts_with(b":") || line.starts_with(b"retry:") {
+                    let line: Vec<u8> = self.buf.drain(..=eol).take(eol).collect();
+                    return Some(String::from_utf8(line).expect("UTF-8 lines"));
+                }
+            }
             if let Some(end) = self.buf.windows(2).position(|w| w == b"\n\n") {
                 let frame: Vec<u8> = self.buf.drain(..end + 2).take(end).collect();
                 return Some(String::from_utf8(frame).expect("UTF-8 frames"));

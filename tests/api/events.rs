@@ -1,6 +1,7 @@
 //! `GET /events`: headers, framing, start positions, filters, bad positions, keep-alive and
 //! the subscriber limit.
 
+use futures_util::StreamExt as _;
 use serde_json::json;
 
 use factlog_testkit::*;
@@ -266,6 +267,43 @@ async fn idle_streams_get_keep_alive_comments() {
     assert_eq!(stream.next_frame().await.as_deref(), Some("retry: 2000"));
     assert_eq!(stream.next_frame().await.as_deref(), Some(": keep-alive"));
     assert_eq!(stream.next_frame().await.as_deref(), Some(": keep-alive"));
+}
+
+/// Clients that dispatch every block ended by a blank line (fetch-event-source, httpx-sse)
+/// would hand an application an empty event for a `retry:` or comment block; the server
+/// sends those lines with no blank line after them.
+#[tokio::test]
+async fn no_block_of_the_stream_is_an_event_without_data() {
+    let app = spawn_with(|c| c.keep_alive_secs = 1).await;
+    app.append(&json!({"n": 1})).await;
+    app.append(&json!({"n": 2})).await;
+    let response = app
+        .client
+        .get(app.url("/events"))
+        .send()
+        .await
+        .expect("answered");
+    let mut body = response.bytes_stream();
+    let mut text = String::new();
+    while text.matches(": keep-alive\n").count() < 2 {
+        let chunk = tokio::time::timeout(WAIT, body.next())
+            .await
+            .expect("bytes in time")
+            .expect("the stream goes on")
+            .expect("bytes");
+        text.push_str(std::str::from_utf8(&chunk).expect("UTF-8"));
+    }
+    assert!(
+        text.starts_with(
+            "retry: 2000\nid: 1\ndata: {\"n\":1}\n\nid: 2\ndata: {\"n\":2}\n\n: keep-alive\n: keep-alive\n"
+        ),
+        "{text:?}"
+    );
+    // The blocks such a client dispatches: those a blank line has ended.
+    let ended = &text[..text.rfind("\n\n").map_or(0, |end| end + 2)];
+    for block in ended.split_terminator("\n\n") {
+        assert!(block.lines().any(|l| l.starts_with("data:")), "{block:?}");
+    }
 }
 
 #[tokio::test]
