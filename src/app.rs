@@ -20,6 +20,7 @@ use crate::auth::Policy;
 use crate::config::Config;
 use crate::domain::Retention;
 use crate::http::server::{self, Limits};
+use crate::http::tls::Tls;
 use crate::http::{AppState, routes};
 use crate::metrics::Metrics;
 use crate::notifier::Notifier;
@@ -44,6 +45,11 @@ pub struct App {
     notifier: Arc<Notifier>,
     metrics: Arc<Metrics>,
     log_id: Arc<str>,
+    /// With `--tls-cert`, the certificate connections are accepted with.
+    tls: Option<Arc<Tls>>,
+    /// SIGHUP, caught from the start (its default action would stop the process).
+    #[cfg(unix)]
+    hangups: Option<tokio::signal::unix::Signal>,
 }
 
 impl App {
@@ -55,8 +61,13 @@ impl App {
         if config.publish_token.as_deref() == Some("") {
             anyhow::bail!("--publish-token is empty: give a secret, or leave the flag out");
         }
-        // Before the database: a key that cannot be read stops the start at once.
+        // Before the database: a key or certificate that cannot be read stops the start at
+        // once.
         let policy = Policy::from_config(&config)?;
+        let tls = match (&config.tls_cert, &config.tls_key) {
+            (Some(cert), Some(key)) => Some(Arc::new(Tls::load(cert, key)?)),
+            _ => None,
+        };
         if !policy.checks_tokens() && !policy.everything_is_public() {
             tracing::warn!(
                 "--public-topics narrows what anyone may read, but without --jwt-key no token can grant the rest: only the public topics can be read"
@@ -96,6 +107,15 @@ impl App {
         let local_addr = listener
             .local_addr()
             .context("the listener has no address")?;
+        #[cfg(unix)]
+        let hangups = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+            Ok(hangups) => Some(hangups),
+            Err(err) => {
+                tracing::warn!(cause = %err, "cannot listen for SIGHUP");
+                None
+            }
+        };
+        let scheme = if tls.is_some() { "https" } else { "http" };
         tracing::info!(
             addr = %local_addr,
             database = %redact(&config.database_url),
@@ -103,7 +123,7 @@ impl App {
             %log_id,
             access = ?policy.describe(),
             retention = %retention,
-            "factlog listening on http://{local_addr}"
+            "factlog listening on {scheme}://{local_addr}"
         );
         Ok(Self {
             listener,
@@ -117,6 +137,9 @@ impl App {
             notifier,
             metrics,
             log_id: log_id.into(),
+            tls,
+            #[cfg(unix)]
+            hangups,
         })
     }
 
@@ -139,7 +162,14 @@ impl App {
             notifier,
             metrics,
             log_id,
+            tls,
+            #[cfg(unix)]
+            hangups,
         } = self;
+        #[cfg(unix)]
+        if let Some(hangups) = hangups {
+            tokio::spawn(reload_on_hangup(hangups, tls.clone(), shutdown.clone()));
+        }
         let follower = follower.map(|f| {
             f.spawn(
                 Arc::clone(&notifier) as Arc<dyn storage::Publish>,
@@ -160,7 +190,8 @@ impl App {
             shutdown: shutdown.clone(),
             metrics,
         });
-        let connections = server::accept_until(listener, routes, limits, &shutdown).await;
+        let acceptor = tls.as_deref().map(Tls::acceptor);
+        let connections = server::accept_until(listener, routes, limits, acceptor, &shutdown).await;
 
         // Live streams end when the fan-out closes; replaying ones saw the token.
         notifier.close();
@@ -187,5 +218,32 @@ impl App {
         }
         storage.close().await;
         tracing::info!("stopped");
+    }
+}
+
+/// Reloads the certificate on every SIGHUP until `shutdown` (open connections keep theirs).
+/// Without TLS there is nothing to reload, but the signal is still caught, so that a
+/// habitual `kill -HUP` or systemd's `ExecReload` does not stop the server.
+#[cfg(unix)]
+async fn reload_on_hangup(
+    mut hangups: tokio::signal::unix::Signal,
+    tls: Option<Arc<Tls>>,
+    shutdown: CancellationToken,
+) {
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            got = hangups.recv() => if got.is_none() { return },
+        }
+        match &tls {
+            None => tracing::info!("SIGHUP: nothing to reload (no --tls-cert)"),
+            Some(tls) => match tls.reload() {
+                Ok(()) => tracing::info!("SIGHUP: the TLS certificate was reloaded"),
+                Err(err) => tracing::error!(
+                    cause = format!("{err:#}"),
+                    "SIGHUP: the TLS certificate was not reloaded; the one in use stays"
+                ),
+            },
+        }
     }
 }

@@ -2,6 +2,7 @@
 //! each field is its `--help` line.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 
 use clap::{Parser, ValueEnum};
 
@@ -140,6 +141,16 @@ pub struct Config {
           value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     pub max_connections: usize,
 
+    /// A PEM file of the certificate chain, the server's own first: serve HTTPS, with
+    /// HTTP/2 and HTTP/1.1 offered by ALPN. Read again on SIGHUP.
+    #[arg(long, env = "FACTLOG_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// A PEM file of the certificate's private key (PKCS#8, PKCS#1 or SEC1). Read again on
+    /// SIGHUP.
+    #[arg(long, env = "FACTLOG_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+
     /// Log lines as human-readable text or as JSON objects (one per line).
     #[arg(long, env = "FACTLOG_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -250,6 +261,8 @@ impl Config {
             max_subscribers: 100_000,
             header_timeout_secs: 10,
             max_connections: 20_000,
+            tls_cert: None,
+            tls_key: None,
             log_format: LogFormat::Text,
             sync: SyncLevel::Full,
             retain_facts: None,

@@ -19,5 +19,6 @@ pub mod routes;
 pub mod server;
 mod sse;
 pub mod state;
+pub mod tls;
 
 pub use state::AppState;

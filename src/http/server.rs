@@ -1,11 +1,13 @@
-//! The HTTP/1.1 server: the accept loop and each connection's task.
+//! The server: the accept loop and each connection's task, over plain TCP (HTTP/1.1) or
+//! TLS (HTTP/2 or HTTP/1.1, as ALPN chose).
 //!
-//! The loop is ours rather than `poem::Server`'s: it serves HTTP/1.1 with hyper directly,
-//! which lets it bound how long a client may take to send its request head
+//! The loop is ours rather than `poem::Server`'s: it serves with hyper directly, which
+//! lets it bound how long a client may take to send its request head
 //! (`--header-timeout-secs`, against connections that send nothing or trickle a byte at a
-//! time) and how many connections are open at once (`--max-connections`), neither of which
-//! poem exposes, and it keeps each idle stream's connection smaller (no protocol sniffing,
-//! no HTTP/2 state). The routes are poem's.
+//! time) and its TLS handshake, and how many connections are open at once
+//! (`--max-connections`), none of which poem exposes; and it keeps each idle plain stream's
+//! connection smaller (no protocol sniffing, no HTTP/2 or TLS state). The routes are
+//! poem's.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -14,11 +16,13 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use hyper::server::conn::http1;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper::server::conn::{http1, http2};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulConnection;
 use poem::{Addr, Endpoint};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -30,6 +34,19 @@ const LISTEN_BACKLOG: u32 = 4096;
 
 /// The largest request head (request line and headers) accepted. Beyond it: 431.
 const MAX_HEAD_BYTES: usize = 64 * 1024;
+
+/// Streams one HTTP/2 connection may have open at once; a browser's tabs together rarely
+/// come near it, and more wait in the browser until one closes.
+const H2_MAX_STREAMS: u32 = 256;
+
+/// What HTTP/2 buffers for one stream beyond what the peer's window lets it send. A
+/// stream's body is polled only when there is room, so a stalled reader holds at most this
+/// and one chunk; it then falls behind and catches up from the database like any other.
+const H2_SEND_BUFFER: usize = 64 * 1024;
+
+/// How often an HTTP/2 connection that has gone quiet is pinged; one that does not answer
+/// within the header timeout is closed.
+const H2_PING_INTERVAL: Duration = Duration::from_secs(30);
 
 /// The body type poem's responses convert into for hyper.
 type ResponseBody = http_body_util::combinators::BoxBody<bytes::Bytes, std::io::Error>;
@@ -56,7 +73,7 @@ pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
 /// The limits every connection is served under.
 #[derive(Clone, Copy, Debug)]
 pub struct Limits {
-    /// The time a client has to send a whole request head.
+    /// The time a client has to send a whole request head, and to finish a TLS handshake.
     pub header_timeout: Duration,
     /// Open connections at most; more wait in the listen queue.
     pub max_connections: usize,
@@ -78,12 +95,14 @@ impl Connections {
 }
 
 /// Serves `routes` on `listener` until `shutdown` fires; then stops accepting, tells every
-/// open connection to close once its request in flight is answered, and hands them back
-/// to be drained. Failures of single connections are logged, not returned.
+/// open connection to close once its requests in flight are answered (HTTP/2: GOAWAY), and
+/// hands them back to be drained. With `tls`, connections are HTTPS. Failures of single
+/// connections are logged, not returned.
 pub async fn accept_until<E>(
     listener: TcpListener,
     routes: E,
     limits: Limits,
+    tls: Option<TlsAcceptor>,
     shutdown: &CancellationToken,
 ) -> Connections
 where
@@ -99,10 +118,19 @@ where
         // and bounded by `--max-body-bytes` instead.
         .max_header_size(MAX_HEAD_BYTES)
         .keep_alive(true);
+    let mut h2 = http2::Builder::new(TokioExecutor::new());
+    h2.timer(TokioTimer::new())
+        .max_concurrent_streams(H2_MAX_STREAMS)
+        .max_send_buf_size(H2_SEND_BUFFER)
+        .max_header_list_size(u32::try_from(MAX_HEAD_BYTES).unwrap_or(u32::MAX))
+        .keep_alive_interval(H2_PING_INTERVAL)
+        .keep_alive_timeout(limits.header_timeout);
     let shared = Arc::new(Shared {
         http,
+        h2,
         routes,
         local_addr,
+        handshake_timeout: limits.header_timeout,
         shutdown: shutdown.clone(),
     });
     let slots = Arc::new(Semaphore::new(limits.max_connections));
@@ -137,7 +165,14 @@ where
         // server's CPU per delivery and the readers' wake-ups under fan-out, for a delay of
         // at most one acknowledgement: a round trip, or a reader's delayed ACK. Answers to
         // requests are written in one piece, so Nagle never holds them back.
-        connections.spawn(Arc::clone(&shared).serve(socket, remote, slot));
+        // Two tasks of different types, so that a plain connection's task is not as large
+        // as a TLS one's.
+        match &tls {
+            None => connections.spawn(Arc::clone(&shared).serve_plain(socket, remote, slot)),
+            Some(tls) => {
+                connections.spawn(Arc::clone(&shared).serve_tls(tls.clone(), socket, remote, slot))
+            }
+        };
     }
     Connections(connections)
 }
@@ -147,23 +182,30 @@ where
 /// is paid for by every idle stream.
 struct Shared<E> {
     http: http1::Builder,
+    h2: http2::Builder<TokioExecutor>,
     routes: E,
     local_addr: SocketAddr,
+    handshake_timeout: Duration,
     shutdown: CancellationToken,
 }
 
 impl<E: Endpoint<Output = poem::Response> + 'static> Shared<E> {
-    /// Serves one connection until it closes. On shutdown, the request in flight finishes
-    /// (streams end on their own), then the connection closes.
-    fn serve(
-        self: Arc<Self>,
-        socket: TcpStream,
+    /// The service of one connection: each request goes through the routes.
+    fn service(
+        self: &Arc<Self>,
         remote: SocketAddr,
-        slot: OwnedSemaphorePermit,
-    ) -> impl Future<Output = ()> + Send + 'static {
-        let shared = Arc::clone(&self);
-        let service = hyper::service::service_fn(move |req| -> ServiceFuture {
+        scheme: poem::http::uri::Scheme,
+    ) -> impl hyper::service::Service<
+        hyper::Request<hyper::body::Incoming>,
+        Response = hyper::Response<ResponseBody>,
+        Error = Infallible,
+        Future = ServiceFuture,
+    > + Clone
+    + use<E> {
+        let shared = Arc::clone(self);
+        hyper::service::service_fn(move |req| -> ServiceFuture {
             let shared = Arc::clone(&shared);
+            let scheme = scheme.clone();
             // Boxed, so that what hyper keeps for the connection's life (its slot for the
             // request's future) is a pointer; the future itself is freed once the response
             // exists, which for an event stream is long before the end.
@@ -172,7 +214,7 @@ impl<E: Endpoint<Output = poem::Response> + 'static> Shared<E> {
                     req,
                     poem::web::LocalAddr(Addr::SocketAddr(shared.local_addr)),
                     poem::web::RemoteAddr(Addr::SocketAddr(remote)),
-                    poem::http::uri::Scheme::HTTP,
+                    scheme,
                 ));
                 let response = shared
                     .routes
@@ -181,24 +223,81 @@ impl<E: Endpoint<Output = poem::Response> + 'static> Shared<E> {
                     .unwrap_or_else(|err| err.into_response());
                 Ok(hyper::Response::<ResponseBody>::from(response))
             })
-        });
-        let mut connection = self.http.serve_connection(TokioIo::new(socket), service);
-        // The connection is `Unpin`, so the task polls it where it was captured: pinning
-        // would move it and store it twice.
+        })
+    }
+
+    /// Serves one plain HTTP/1.1 connection until it closes.
+    fn serve_plain(
+        self: Arc<Self>,
+        socket: TcpStream,
+        remote: SocketAddr,
+        slot: OwnedSemaphorePermit,
+    ) -> impl Future<Output = ()> + Send + 'static {
+        let service = self.service(remote, poem::http::uri::Scheme::HTTP);
+        let connection = self.http.serve_connection(TokioIo::new(socket), service);
         async move {
-            let shutdown = Cancelled::new(&self.shutdown);
-            let served = tokio::select! {
-                served = &mut connection => served,
-                () = shutdown => {
-                    Pin::new(&mut connection).graceful_shutdown();
-                    (&mut connection).await
-                }
-            };
-            if let Err(err) = served {
-                // Clients hanging up and header timeouts end up here: not our fault.
-                tracing::debug!(cause = %err, "connection ended with an error");
-            }
+            drive(connection, &self.shutdown).await;
             drop(slot);
         }
+    }
+
+    /// Serves one TLS connection until it closes: the handshake within the header timeout,
+    /// then HTTP/2 or HTTP/1.1, whichever ALPN agreed on (HTTP/1.1 when the client named
+    /// neither).
+    async fn serve_tls(
+        self: Arc<Self>,
+        tls: TlsAcceptor,
+        socket: TcpStream,
+        remote: SocketAddr,
+        slot: OwnedSemaphorePermit,
+    ) {
+        let handshake = tokio::select! {
+            biased;
+            () = self.shutdown.cancelled() => return,
+            handshake = tokio::time::timeout(self.handshake_timeout, tls.accept(socket)) => handshake,
+        };
+        let stream = match handshake {
+            Ok(Ok(stream)) => stream,
+            Ok(Err(err)) => {
+                tracing::debug!(cause = %err, %remote, "TLS handshake failed");
+                return;
+            }
+            Err(_) => {
+                tracing::debug!(%remote, "TLS handshake timed out");
+                return;
+            }
+        };
+        let service = self.service(remote, poem::http::uri::Scheme::HTTPS);
+        let h2 = stream.get_ref().1.alpn_protocol() == Some(super::tls::H2);
+        let io = TokioIo::new(stream);
+        if h2 {
+            drive(self.h2.serve_connection(io, service), &self.shutdown).await;
+        } else {
+            drive(self.http.serve_connection(io, service), &self.shutdown).await;
+        }
+        drop(slot);
+    }
+}
+
+/// Runs one connection until it closes. On shutdown, the requests in flight finish
+/// (streams end on their own), then the connection closes: HTTP/1.1 after the response in
+/// flight, HTTP/2 after a GOAWAY that lets the open streams end.
+async fn drive<C>(mut connection: C, shutdown: &CancellationToken)
+where
+    C: GracefulConnection + Unpin,
+    C::Error: std::fmt::Display,
+{
+    // The connection is `Unpin`, so it is polled where it was captured: pinning would move
+    // it and store it twice.
+    let served = tokio::select! {
+        served = &mut connection => served,
+        () = Cancelled::new(shutdown) => {
+            Pin::new(&mut connection).graceful_shutdown();
+            (&mut connection).await
+        }
+    };
+    if let Err(err) = served {
+        // Clients hanging up and header timeouts end up here: not our fault.
+        tracing::debug!(cause = %err, "connection ended with an error");
     }
 }

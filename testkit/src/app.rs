@@ -17,9 +17,10 @@ use crate::sse::SseStream;
 pub struct TestApp {
     /// The address it listens on.
     pub addr: SocketAddr,
-    /// `http://` and the address.
+    /// `http://` (or, with a certificate, `https://`) and the address.
     pub base: String,
-    /// A client for the test's requests.
+    /// A client for the test's requests (over HTTPS: one that trusts the server's
+    /// certificate and speaks HTTP/2).
     pub client: reqwest::Client,
     /// What it was started with.
     pub config: Config,
@@ -48,6 +49,22 @@ pub async fn spawn_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
     start(config, dir).await
 }
 
+/// A server over HTTPS with a new self-signed certificate for `127.0.0.1` and `localhost`
+/// (kept in the database's directory, so a restart serves it again), and the
+/// configuration adjusted by `adjust`.
+pub async fn spawn_https(adjust: impl FnOnce(&mut Config)) -> TestApp {
+    let dir = Arc::new(TempDir::new().expect("a temporary directory"));
+    let cert = crate::tls::TestCert::write(dir.path(), "factlog test");
+    let mut config = Config::new(
+        "127.0.0.1:0".parse().expect("an address"),
+        format!("sqlite://{}", dir.path().join("facts.db").display()),
+    );
+    config.tls_cert = Some(cert.cert);
+    config.tls_key = Some(cert.key);
+    adjust(&mut config);
+    start(config, dir).await
+}
+
 async fn start(config: Config, dir: Arc<TempDir>) -> TestApp {
     if std::env::var_os("TEST_LOG").is_some() {
         factlog::telemetry::init("factlog=debug,warn", factlog::config::LogFormat::Text);
@@ -56,10 +73,17 @@ async fn start(config: Config, dir: Arc<TempDir>) -> TestApp {
     let addr = app.local_addr();
     let shutdown = CancellationToken::new();
     let server = tokio::spawn(app.run(shutdown.clone()));
+    let (base, client) = match &config.tls_cert {
+        None => (format!("http://{addr}"), reqwest::Client::new()),
+        Some(cert) => (
+            format!("https://{addr}"),
+            crate::tls::client_trusting(&std::fs::read(cert).expect("the certificate")),
+        ),
+    };
     TestApp {
         addr,
-        base: format!("http://{addr}"),
-        client: reqwest::Client::new(),
+        base,
+        client,
         config,
         dir,
         reader_token: None,

@@ -8,7 +8,8 @@
 //! - [`process`]: the factlog binary as a process, for signals, limits and its log;
 //! - [`pg`]: a PostgreSQL database per test, on a throwaway cluster of Debian's
 //!   PostgreSQL or on the server of `FACTLOG_TEST_POSTGRES_URL`;
-//! - [`token`]: signed and forged tokens for the tests of who may read and write.
+//! - [`token`]: signed and forged tokens for the tests of who may read and write;
+//! - [`tls`]: self-signed certificates and the clients that trust them, for HTTPS.
 //!
 //! Everything a test needs is re-exported here: `use factlog_testkit::*;`.
 
@@ -16,11 +17,12 @@ pub mod app;
 pub mod pg;
 pub mod process;
 pub mod sse;
+pub mod tls;
 pub mod token;
 
 use std::time::Duration;
 
-pub use app::{Stopped, TestApp, all_ids, metric, spawn_app, spawn_with};
+pub use app::{Stopped, TestApp, all_ids, metric, spawn_app, spawn_https, spawn_with};
 pub use process::{Process, factlog_binary, factlog_command, factlog_command_url};
 pub use sse::{Event, SseStream, assert_consecutive, parse_event};
 

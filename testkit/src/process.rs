@@ -25,6 +25,8 @@ pub struct Process {
     pub child: Child,
     /// The address its start-up line named.
     pub addr: SocketAddr,
+    /// `http` or `https`, as its start-up line named it.
+    pub scheme: &'static str,
     stderr: Option<std::thread::JoinHandle<()>>,
     log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
@@ -71,7 +73,12 @@ impl Process {
                 .lines()
                 .map_while(Result::ok)
             {
-                if let Some(addr) = line.split("listening on http://").nth(1) {
+                let url = line.split("listening on ").nth(1).and_then(|url| {
+                    url.strip_prefix("http://")
+                        .map(|addr| ("http", addr))
+                        .or_else(|| url.strip_prefix("https://").map(|addr| ("https", addr)))
+                });
+                if let Some((scheme, addr)) = url {
                     if let Some(tx) = tx.take() {
                         let addr: String = addr
                             .chars()
@@ -79,7 +86,7 @@ impl Process {
                                 c.is_ascii_digit() || matches!(c, '.' | ':' | '[' | ']')
                             })
                             .collect();
-                        let _ = tx.send(addr);
+                        let _ = tx.send((scheme, addr));
                     }
                 }
                 if std::env::var_os("TEST_LOG").is_some() {
@@ -88,20 +95,21 @@ impl Process {
                 kept.lock().expect("the log").push(line);
             }
         });
-        let addr = rx
+        let (scheme, addr) = rx
             .recv_timeout(WAIT)
             .expect("the start-up line names the address");
         Process {
             child,
             addr: addr.parse().expect("an address"),
+            scheme,
             stderr: Some(reader),
             log,
         }
     }
 
-    /// `http://` and its address.
+    /// `http://` (or `https://`) and its address.
     pub fn base(&self) -> String {
-        format!("http://{}", self.addr)
+        format!("{}://{}", self.scheme, self.addr)
     }
 
     /// The process's resident memory, in KiB.
@@ -124,6 +132,11 @@ impl Process {
             .status()
             .expect("kill runs");
         assert!(status.success());
+    }
+
+    /// Every line it has logged so far.
+    pub fn logged(&self) -> Vec<String> {
+        self.log.lock().expect("the log").clone()
     }
 
     /// Waits for the process to exit (after a signal) and returns every line it logged.

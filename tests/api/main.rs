@@ -8,6 +8,7 @@ mod bad_posts;
 mod edge;
 mod events;
 mod faults;
+mod https;
 mod idempotency;
 mod migration;
 mod operations;

@@ -9,7 +9,7 @@ use factlog_testkit::*;
 
 /// Reads a stream's body until the fact with id `last`, checking that ids come one by one
 /// from `first`; returns how many it read.
-async fn read_all_in_order(response: reqwest::Response, first: i64, last: i64) -> i64 {
+pub(crate) async fn read_all_in_order(response: reqwest::Response, first: i64, last: i64) -> i64 {
     use futures_util::StreamExt as _;
     let mut body = response.bytes_stream();
     let mut next = first;
@@ -25,7 +25,11 @@ async fn read_all_in_order(response: reqwest::Response, first: i64, last: i64) -
         while let Some(at) = carry[consumed..].windows(2).position(|w| w == b"\n\n") {
             let frame = &carry[consumed..consumed + at];
             consumed += at + 2;
-            if let Some(id) = frame.strip_prefix(b"id: ") {
+            // The first frame follows the `retry:` line.
+            let id_line = frame
+                .split(|&b| b == b'\n')
+                .find_map(|line| line.strip_prefix(b"id: "));
+            if let Some(id) = id_line {
                 let digits: Vec<u8> = id.iter().copied().take_while(u8::is_ascii_digit).collect();
                 let id: i64 = std::str::from_utf8(&digits)
                     .expect("digits")

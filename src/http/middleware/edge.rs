@@ -116,16 +116,23 @@ fn loggable(uri: &Uri) -> String {
 /// A browser sends `Origin` on its own page's POSTs too. That is not a cross-origin call,
 /// so it must not be refused when `--cors-origin` narrows the list: drop the header when it
 /// names the host the request was sent to.
+/// HTTP/2 has no `Host` header: the host is the request's authority.
 fn drop_same_origin(req: &mut Request) {
-    let same = match (
-        req.headers().get(header::ORIGIN),
-        req.headers().get(header::HOST),
-    ) {
+    let host = req
+        .headers()
+        .get(header::HOST)
+        .map(|host| host.as_bytes())
+        .or_else(|| {
+            req.uri()
+                .authority()
+                .map(|authority| authority.as_str().as_bytes())
+        });
+    let same = match (req.headers().get(header::ORIGIN), host) {
         (Some(origin), Some(host)) => origin
             .as_bytes()
             .split(|&b| b == b'/')
             .nth(2)
-            .is_some_and(|origin_host| origin_host == host.as_bytes()),
+            .is_some_and(|origin_host| origin_host == host),
         _ => false,
     };
     if same {

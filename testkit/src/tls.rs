@@ -1,0 +1,59 @@
+//! HTTPS in tests: a self-signed certificate made on the spot, and clients that trust it.
+
+use std::path::{Path, PathBuf};
+
+/// A certificate and its key, written as PEM files.
+pub struct TestCert {
+    /// The certificate's file.
+    pub cert: PathBuf,
+    /// The key's file.
+    pub key: PathBuf,
+    /// The certificate, as PEM.
+    pub pem: Vec<u8>,
+}
+
+impl TestCert {
+    /// Makes a new self-signed certificate for `127.0.0.1` and `localhost` with the common
+    /// name `name`, and writes it to `cert.pem` and `key.pem` in `dir` (replacing what is
+    /// there, as a renewal would).
+    pub fn write(dir: &Path, name: &str) -> TestCert {
+        let mut params =
+            rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()])
+                .expect("certificate parameters");
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, name);
+        let key = rcgen::KeyPair::generate().expect("a key pair");
+        let cert = params.self_signed(&key).expect("a self-signed certificate");
+        let test_cert = TestCert {
+            cert: dir.join("cert.pem"),
+            key: dir.join("key.pem"),
+            pem: cert.pem().into_bytes(),
+        };
+        std::fs::write(&test_cert.cert, &test_cert.pem).expect("the certificate is written");
+        std::fs::write(&test_cert.key, key.serialize_pem()).expect("the key is written");
+        test_cert
+    }
+}
+
+/// A client that trusts only the certificate `pem` and offers HTTP/2 and HTTP/1.1 by ALPN,
+/// as a browser does.
+pub fn client_trusting(pem: &[u8]) -> reqwest::Client {
+    reqwest::Client::builder()
+        .use_rustls_tls()
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(reqwest::Certificate::from_pem(pem).expect("a PEM certificate"))
+        .build()
+        .expect("a client")
+}
+
+/// As [`client_trusting`], but HTTP/1.1 only.
+pub fn http1_client_trusting(pem: &[u8]) -> reqwest::Client {
+    reqwest::Client::builder()
+        .use_rustls_tls()
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(reqwest::Certificate::from_pem(pem).expect("a PEM certificate"))
+        .http1_only()
+        .build()
+        .expect("a client")
+}
