@@ -9,6 +9,8 @@ use memchr::memmem;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{TcpSocket, TcpStream};
 
+use crate::secure::{self, Conn};
+
 /// Loopback source addresses the connections are spread over (127.0.0.1 ..= 127.0.0.16),
 /// so that tens of thousands of connections never run out of ephemeral ports.
 const SOURCE_ADDRESSES: usize = 16;
@@ -76,7 +78,7 @@ fn parse_head(buf: &[u8]) -> io::Result<Option<Head>> {
 
 /// A keep-alive connection that posts one request at a time.
 pub struct Poster {
-    stream: TcpStream,
+    stream: Conn,
     host: String,
     buf: Vec<u8>,
     request: Vec<u8>,
@@ -88,7 +90,7 @@ impl Poster {
     /// Connects poster number `index`.
     pub async fn connect(addr: SocketAddr, index: usize) -> io::Result<Self> {
         Ok(Self {
-            stream: connect(addr, index).await?,
+            stream: secure::connect(addr, index).await?,
             host: addr.to_string(),
             buf: Vec::with_capacity(4096),
             request: Vec::with_capacity(512),
@@ -187,9 +189,17 @@ enum Chunk {
     Done,
 }
 
+/// Where a stream's body comes from.
+enum Source {
+    /// An HTTP/1.1 response, chunked or not, on a connection of its own.
+    Http1(Conn),
+    /// An HTTP/2 stream (an HTTPS server), on a connection shared with others.
+    Http2(h2::RecvStream),
+}
+
 /// An open `GET /events` stream.
 pub struct Subscription {
-    stream: TcpStream,
+    source: Source,
     read: Vec<u8>,
     /// Decoded body bytes not yet split into events.
     pending: Vec<u8>,
@@ -206,7 +216,16 @@ impl Subscription {
         last_event_id: Option<&str>,
         read_buffer: usize,
     ) -> io::Result<Self> {
-        let mut stream = connect(addr, index).await?;
+        if let Some(body) = secure::open_h2_stream(addr, index, path, last_event_id).await? {
+            return Ok(Self {
+                source: Source::Http2(body),
+                read: Vec::with_capacity(read_buffer),
+                pending: Vec::with_capacity(read_buffer),
+                chunk: None,
+                blank_line: memmem::Finder::new(b"\n\n"),
+            });
+        }
+        let mut stream = secure::connect(addr, index).await?;
         let resume = last_event_id
             .map(|id| format!("Last-Event-ID: {id}\r\n"))
             .unwrap_or_default();
@@ -228,7 +247,7 @@ impl Subscription {
             return Err(bad(format!("GET {path} answered {}", head.status)));
         }
         let mut subscription = Self {
-            stream,
+            source: Source::Http1(stream),
             read: Vec::with_capacity(read_buffer),
             pending: Vec::with_capacity(read_buffer),
             chunk: head.chunked.then_some(Chunk::Size(0)),
@@ -243,7 +262,15 @@ impl Subscription {
     /// completes. Returns false when the server closed the stream.
     pub async fn read_events(&mut self, mut on_event: impl FnMut(Event<'_>)) -> io::Result<bool> {
         self.read.clear();
-        let n = self.stream.read_buf(&mut self.read).await?;
+        let stream = match &mut self.source {
+            Source::Http1(stream) => stream,
+            Source::Http2(body) => {
+                let open = secure::read_h2(body, &mut self.pending).await?;
+                self.split_events(&mut on_event);
+                return Ok(open);
+            }
+        };
+        let n = stream.read_buf(&mut self.read).await?;
         if n == 0 {
             return Ok(false);
         }

@@ -5,8 +5,8 @@
 //! ```
 //!
 //! Scenarios: `append`, `fanout`, `idle`, `replay`, `startup`, `ceiling`, or `all`, and
-//! `instances` (several factlog instances on one PostgreSQL database), `topics`, `tokens`
-//! and `retention`. Each starts its own servers (factlog's release binary over a temporary
+//! `instances` (several factlog instances on one PostgreSQL database), `topics`, `tokens`,
+//! `retention` and `https`. Each starts its own servers (factlog's release binary over a temporary
 //! database, and the ceiling server) unless `--url` names one, prints a human summary and
 //! then one JSON line of results per scenario (medians of `--runs`). `--peers` measures
 //! the reference servers of `../shared/peers` in the same run, side by side. See the
@@ -16,8 +16,10 @@ mod backlog;
 mod ceiling;
 mod client;
 mod crowd;
+mod https;
 mod retention;
 mod scenarios;
+mod secure;
 mod target;
 mod tokens;
 mod topics;
@@ -60,6 +62,9 @@ enum Scenario {
     /// What retention costs appends (`--retain-facts` against no bound), and the file's
     /// size over a long run with a bound (not part of `all`).
     Retention,
+    /// `fanout` and `idle` over HTTPS with HTTP/2 beside plain HTTP/1.1 (not part of
+    /// `all`).
+    Https,
     /// Every scenario, in the order above.
     All,
     /// (internal) serve the ceiling server.

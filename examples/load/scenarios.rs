@@ -111,6 +111,12 @@ impl<'a> Bench<'a> {
                 }
                 return self.retention().await;
             }
+            Scenario::Https => {
+                if !own {
+                    bail!("https starts its own factlog: leave out --url");
+                }
+                return self.https().await;
+            }
             Scenario::All | Scenario::ServeCeiling => unreachable!("dispatched in main"),
         }
 
@@ -437,7 +443,7 @@ impl<'a> Bench<'a> {
 
     /// `idle`: `--streams` open streams: the server's memory per stream when idle, after
     /// a burst of `--burst` facts of `--burst-size` bytes, and once they have all gone.
-    async fn idle(&mut self, server: &Running) -> anyhow::Result<Metrics> {
+    pub(crate) async fn idle(&mut self, server: &Running) -> anyhow::Result<Metrics> {
         let args = self.args;
         let run = self.next_run();
         // Warm up what every server allocates once (runtime, pools, first stream), then

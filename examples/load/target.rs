@@ -248,7 +248,8 @@ pub fn factlog_binary() -> anyhow::Result<PathBuf> {
     Ok(binary)
 }
 
-/// Spawns a server that prints `listening on http://ADDR` and waits until it answers.
+/// Spawns a server that prints `listening on http://ADDR` (or `https://`) and waits until
+/// it answers.
 fn spawn_announcing(mut command: Command) -> anyhow::Result<Running> {
     let started = Instant::now();
     let mut child = command
@@ -262,21 +263,27 @@ fn spawn_announcing(mut command: Command) -> anyhow::Result<Running> {
     // Servers log to stderr; the start-up line there names the address.
     let stderr = child.stderr.take().context("no stderr")?;
     let mut lines = BufReader::new(stderr).lines();
-    let addr = loop {
+    let (https, addr) = loop {
         let Some(line) = lines.next() else {
             let status = child.wait()?;
             bail!("{command:?} exited ({status}) before listening");
         };
         let line = line?;
-        if let Some(rest) = line.split("listening on http://").nth(1) {
+        let url = line.split("listening on ").nth(1).and_then(|url| {
+            url.strip_prefix("http://")
+                .map(|rest| (false, rest))
+                .or_else(|| url.strip_prefix("https://").map(|rest| (true, rest)))
+        });
+        if let Some((https, rest)) = url {
             let addr: String = rest
                 .chars()
                 .take_while(|c| !c.is_whitespace() && *c != '"')
                 .collect();
-            break addr
+            let addr = addr
                 .to_socket_addrs()?
                 .next()
                 .context("no address in the start-up line")?;
+            break (https, addr);
         }
     };
     // Read the rest of its log, so that it never blocks on a full pipe; pass its warnings
@@ -288,7 +295,13 @@ fn spawn_announcing(mut command: Command) -> anyhow::Result<Running> {
             }
         }
     });
-    wait_ready(addr, started)?;
+    if https {
+        // The generator's GET below is plain HTTP; an HTTPS server logs its line once it
+        // is migrated and bound, and serves from then on.
+        std::net::TcpStream::connect(addr)?;
+    } else {
+        wait_ready(addr, started)?;
+    }
     Ok(Running {
         addr,
         pid: Some(child.id()),
