@@ -40,10 +40,11 @@
 // (with its own token) and then takes what the holder hands on. When the holder closes,
 // another tab gets the lock and resumes after the last id it has itself seen. Every tab
 // drops ids it has already seen, so no tab sees a gap or a duplicate. Tokens: the holder
-// streams with its own token; when it needs a new one and its own callback has not
-// answered within a second, the other tabs' callbacks are asked too and the first answer
-// is used. Tabs of one origin run the same application, so nothing is shared that a tab
-// could not read for itself. Where Web Locks or BroadcastChannel are missing (or with
+// streams, and each follower catches up, with its own token; when a tab needs a new one
+// and its own callback has not answered within a second, the other tabs are asked too
+// (each offers its own token if the asker has not tried it, or else asks its callback) and
+// the first answer is used. Tabs of one origin run the same application, so nothing is shared that a tab could
+// not read for itself. Where Web Locks or BroadcastChannel are missing (or with
 // `share: false`), each tab streams on its own. `log.role` says "holder", "follower" or
 // "alone".
 
@@ -142,6 +143,7 @@ class Subscription {
     this.retryMs = 2000;
     this.token = undefined;   // undefined until asked
     this.wakers = new Set();
+    this.asks = new Map();    // this tab's requests for a token to the other tabs, by tag
   }
 
   start() {
@@ -232,34 +234,45 @@ class Subscription {
     } else if (message.t === "state" && !holding) {
       this.holderState = message.state;
       if (!this.buffer) this.setState(message.state);
-    } else if (message.t === "hello" && holding) {
-      this.post({ t: "state", state: this.state });
-    } else if (message.t === "need-token" && !holding && this.o.token) {
-      Promise.resolve(this.o.token(message.reason))
-        .then((token) => this.post({ t: "token", token }), () => {});
-    } else if (message.t === "token" && holding) {
-      this.tokenFromTab?.(message.token);
+    } else if (message.t === "hello") {
+      // A tab that just opened missed what was said before: the holder's state, and any
+      // request for a token still unanswered.
+      if (holding) this.post({ t: "state", state: this.state });
+      for (const ask of this.asks.values()) if (ask.sent) this.post(ask.message);
+    } else if (message.t === "need-token") {
+      // A token of this tab's own that the asking tab has not tried goes at once; only
+      // otherwise is this tab's callback asked (on the live page: its prompt).
+      const answer = (token) => { if (token) this.post({ t: "token", token, ask: message.ask }); };
+      if (this.token && this.token !== message.refused) answer(this.token);
+      else if (this.o.token) {
+        Promise.resolve().then(() => this.o.token(message.reason)).then(answer, () => {});
+      }
+    } else if (message.t === "token") {
+      this.asks.get(message.ask)?.resolve(message.token);
     }
   }
 
-  /** Asks for a token: this tab's callback, and after a second the other tabs' too. */
+  /** Asks for a token: this tab's callback, and after a second the other tabs too. */
   async askToken(reason) {
     if (!this.o.token) return null;
     if (reason) this.setState("needs token");
     // A callback that fails (its backend is down) counts as no token: the refusal that
     // follows asks again, after the retry delay.
     const own = Promise.resolve().then(() => this.o.token(reason)).catch(() => null);
-    if (!reason || this.role !== "holder") return own;
+    if (!reason || !this.channel) return own;
+    const ask = `${Date.now()}-${Math.random()}`;
+    const message = { t: "need-token", reason, refused: this.token, ask };
     let timer;
     const others = new Promise((resolve) => {
-      this.tokenFromTab = resolve;
-      timer = setTimeout(() => this.post({ t: "need-token", reason }), 1000);
+      const pending = { resolve, message, sent: false };
+      this.asks.set(ask, pending);
+      timer = setTimeout(() => { pending.sent = true; this.post(message); }, 1000);
     });
     try {
       return await Promise.race([own, others]);
     } finally {
       clearTimeout(timer);
-      this.tokenFromTab = null;
+      this.asks.delete(ask);
     }
   }
 
@@ -280,14 +293,14 @@ class Subscription {
       this.setState(connected ? "reconnecting" : "connecting");
       const query = this.query(this.o.format === "record" ? { format: "record" } : {});
       for (const event of this.events) query.append("event", event);
-      const headers = this.headers({ Accept: "text/event-stream" });
-      if (this.lastId !== null) headers["Last-Event-ID"] = String(this.lastId);
-      else if (this.o.after != null) query.set("after", this.o.after);
-      else if (this.o.tail != null) query.set("tail", this.o.tail);
       this.controller = new AbortController();
       let next = "retry";
       try {
         if (this.token === undefined) this.token = await this.askToken(null);
+        const headers = this.headers({ Accept: "text/event-stream" });
+        if (this.lastId !== null) headers["Last-Event-ID"] = String(this.lastId);
+        else if (this.o.after != null) query.set("after", this.o.after);
+        else if (this.o.tail != null) query.set("tail", this.o.tail);
         const response = await fetch(`${this.base}/events?${query}`,
           { headers, cache: "no-store", signal: this.controller.signal });
         if (response.status === 401 || response.status === 403) {
