@@ -296,3 +296,82 @@ async fn the_modules_parser_reads_the_servers_frames_in_chunks_of_any_size() {
     }
     browser.close().await;
 }
+
+/// The README's page for the module, exactly as the README shows it (only its server's
+/// address changed), in three tabs of one application: one stream between them, and
+/// every fact of both topics once, in order, in each, across token expiries.
+#[tokio::test]
+#[cfg_attr(
+    no_browser,
+    ignore = "needs Chromium and chromedriver: apt-get install chromium chromium-driver"
+)]
+async fn the_readmes_module_page_in_three_tabs_shares_one_stream() {
+    let readme = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md"))
+        .expect("the README");
+    let page = readme
+        .split("## The client module: `/factlog.js`")
+        .nth(1)
+        .and_then(|section| section.split("```html\n").nth(1))
+        .and_then(|rest| rest.split("```").next())
+        .expect("the page in the README's section on the module");
+    let browser = browser().await;
+    let app = spawn_with(|c| {
+        c.jwt_keys = vec![SECRET.to_owned()];
+        c.public_topics = String::new();
+        c.publish_token = Some(PUBLISH_TOKEN.to_owned());
+        c.jwt_leeway_secs = 0;
+    })
+    .await;
+    let page = page.replace("http://127.0.0.1:3001", &app.base);
+    assert!(page.contains(&app.base), "the page names its server");
+    let (backend, minted) = serve_app(page, 3).await;
+
+    let mut expected = Vec::new();
+    let mut n = 0;
+    let mut post = async |topic: &'static str| {
+        n += 1;
+        let path = format!("/topics/{topic}/facts");
+        let id = app
+            .append_presenting(&path, &json!({ "n": n }), Some(PUBLISH_TOKEN))
+            .await;
+        if topic != "deploys" {
+            expected.push(format!("#{id} {topic}: {{\"n\":{n}}}"));
+        }
+    };
+    for topic in ["orders.eu", "deploys", "chat.lobby"] {
+        post(topic).await;
+    }
+    let tabs = super::tabs::open_tabs(&browser, &format!("{backend}/"), 3).await;
+    assert!(super::tabs::streams_open(&app).await <= 2.0);
+    // Each tab asked for a token to start; then the holder renews its own twice.
+    let mut rounds = 0;
+    while minted.load(Ordering::SeqCst) < 5 {
+        for topic in ["chat.lobby", "deploys", "orders.eu"] {
+            post(topic).await;
+        }
+        rounds += 1;
+        assert!(rounds < 100, "the holder renews its token");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    post("orders.eu").await;
+    let last = expected.last().cloned().expect("facts");
+    for (t, tab) in tabs.iter().enumerate() {
+        browser
+            .client
+            .switch_to_window(tab.clone())
+            .await
+            .expect("switched");
+        browser
+            .wait_until(
+                &format!("tab {t}: the last fact"),
+                &format!("return document.getElementById('facts').innerText.includes({last:?});"),
+            )
+            .await;
+        let items = browser
+            .js("return [...document.querySelectorAll('#facts li')].map(li => li.textContent);")
+            .await;
+        assert_eq!(items, json!(expected), "tab {t}: every fact once, in order");
+    }
+    assert!(super::tabs::streams_open(&app).await <= 2.0);
+    browser.close().await;
+}

@@ -8,7 +8,7 @@ use fantoccini::wd::WindowHandle;
 use super::*;
 
 /// The server's count of open streams, from `/metrics`.
-async fn streams_open(app: &TestApp) -> f64 {
+pub(super) async fn streams_open(app: &TestApp) -> f64 {
     let text = app
         .client
         .get(app.url("/metrics"))
@@ -28,7 +28,7 @@ const WATCH_VISIBILITY: &str = "window.wasHidden = document.hidden; \
 
 /// Opens the live page at `url` in `n` tabs (the first is the session's own window) and
 /// waits until each is live; returns the tabs' handles.
-async fn open_tabs(browser: &Browser, url: &str, n: usize) -> Vec<WindowHandle> {
+pub(super) async fn open_tabs(browser: &Browser, url: &str, n: usize) -> Vec<WindowHandle> {
     let mut tabs = vec![browser.client.window().await.expect("the first window")];
     browser.open(url).await;
     browser.js(WATCH_VISIBILITY).await;
@@ -210,5 +210,86 @@ async fn when_the_streaming_tab_closes_another_takes_over_without_gap_or_duplica
         "another tab took over: {roles:?}"
     );
     assert!(streams_open(&app).await <= 2.0);
+    browser.close().await;
+}
+
+/// Tabs of the live page on a server whose topics need a token: every tab asks for one;
+/// a token pasted into any one of them (here a tab that does not hold the stream) gets
+/// every tab going, the holder's stream included.
+#[tokio::test]
+#[cfg_attr(
+    no_browser,
+    ignore = "needs Chromium and chromedriver: apt-get install chromium chromium-driver"
+)]
+async fn a_token_pasted_into_one_tab_gets_every_tab_going() {
+    use factlog_testkit::token::{self, SECRET};
+    let browser = browser().await;
+    let app = spawn_with(|c| {
+        c.jwt_keys = vec![SECRET.to_owned()];
+        c.public_topics = String::new();
+        c.publish_token = Some("publisher".to_owned());
+    })
+    .await;
+    let publish = async |info: &str| {
+        app.append_presenting(
+            "/topics/orders.eu/facts",
+            &json!({ "info": info }),
+            Some("publisher"),
+        )
+        .await
+    };
+    let mut expected = vec![publish("before").await];
+    let url = app.url("/?topic=orders.eu");
+    let mut tabs = vec![browser.client.window().await.expect("the first window")];
+    browser.open(&url).await;
+    for _ in 1..3 {
+        let tab = browser.client.new_window(true).await.expect("a new tab");
+        browser
+            .client
+            .switch_to_window(tab.handle.clone())
+            .await
+            .expect("switched");
+        browser.open(&url).await;
+        tabs.push(tab.handle);
+    }
+    let mut follower = None;
+    for tab in &tabs {
+        browser
+            .client
+            .switch_to_window(tab.clone())
+            .await
+            .expect("switched");
+        browser.wait_for_state("needs token").await;
+        if role(&browser).await == "follower" {
+            follower = Some(tab.clone());
+        }
+    }
+    let follower = follower.expect("a tab that does not hold the stream");
+    browser
+        .client
+        .switch_to_window(follower)
+        .await
+        .expect("switched");
+    browser
+        .type_into("token-input", &token::token(&["orders.*"], &[]))
+        .await;
+    browser.click("use-token").await;
+    expected.push(publish("after").await);
+    assert_every_tab_shows(&browser, &tabs, &expected).await;
+    for tab in &tabs {
+        browser
+            .client
+            .switch_to_window(tab.clone())
+            .await
+            .expect("switched");
+        browser.wait_for_state("live").await;
+        assert_eq!(
+            browser
+                .js("return document.getElementById('token-prompt').hidden;")
+                .await,
+            json!(true),
+            "the prompt is gone"
+        );
+    }
     browser.close().await;
 }
