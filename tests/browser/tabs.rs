@@ -293,3 +293,53 @@ async fn a_token_pasted_into_one_tab_gets_every_tab_going() {
     }
     browser.close().await;
 }
+
+/// Where Web Locks are missing (an older browser), each tab streams on its own and still
+/// shows every fact once.
+#[tokio::test]
+#[cfg_attr(
+    no_browser,
+    ignore = "needs Chromium and chromedriver: apt-get install chromium chromium-driver"
+)]
+async fn without_web_locks_each_tab_streams_on_its_own() {
+    let browser = browser().await;
+    let app = spawn_app().await;
+    let mut expected = vec![app.append(&json!({ "n": 1 })).await];
+    let page = format!(
+        r#"<!doctype html><ul id="facts"></ul><p id="state"></p><script type="module">
+        Object.defineProperty(Navigator.prototype, "locks", {{ get: () => undefined }});
+        const {{ follow }} = await import("{base}/factlog.js");
+        window.log = follow("{base}", {{
+          onFact: (record) => {{
+            const li = document.createElement("li");
+            li.dataset.id = record.id;
+            document.getElementById("facts").append(li);
+          }},
+          onState: (state) => {{ document.getElementById("state").textContent = state; }},
+        }});
+        </script>"#,
+        base = app.base
+    );
+    let tabs = open_tabs(&browser, &serve_html(page).await, 2).await;
+    expected.push(app.append(&json!({ "n": 2 })).await);
+    for tab in &tabs {
+        browser
+            .client
+            .switch_to_window(tab.clone())
+            .await
+            .expect("switched");
+        assert_eq!(browser.js("return window.log.role;").await, "alone");
+        browser
+            .wait_until(
+                "both facts",
+                "return document.querySelectorAll('#facts li').length >= 2;",
+            )
+            .await;
+        let ids = browser
+            .js("return [...document.querySelectorAll('#facts li')].map(li => Number(li.dataset.id));")
+            .await;
+        assert_eq!(ids, json!(expected));
+    }
+    assert_eq!(streams_open(&app).await, 2.0, "a stream per tab");
+    browser.close().await;
+}
