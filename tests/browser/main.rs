@@ -15,6 +15,8 @@ use serde_json::{Value, json};
 
 use factlog_testkit::*;
 
+mod client;
+mod tabs;
 mod tokens;
 
 /// A Chromium session and the chromedriver serving it; both end on drop.
