@@ -10,6 +10,9 @@ pub struct TestCert {
     pub key: PathBuf,
     /// The certificate, as PEM.
     pub pem: Vec<u8>,
+    /// The SHA-256 of its public key (SubjectPublicKeyInfo), in base64: what Chromium's
+    /// `--ignore-certificate-errors-spki-list` takes to trust this one certificate.
+    pub spki_sha256: String,
 }
 
 impl TestCert {
@@ -29,6 +32,12 @@ impl TestCert {
             cert: dir.join("cert.pem"),
             key: dir.join("key.pem"),
             pem: cert.pem().into_bytes(),
+            spki_sha256: {
+                use base64::Engine as _;
+                use sha2::Digest as _;
+                base64::engine::general_purpose::STANDARD
+                    .encode(sha2::Sha256::digest(key.public_key_der()))
+            },
         };
         std::fs::write(&test_cert.cert, &test_cert.pem).expect("the certificate is written");
         std::fs::write(&test_cert.key, key.serialize_pem()).expect("the key is written");

@@ -16,6 +16,7 @@ use serde_json::{Value, json};
 use factlog_testkit::*;
 
 mod client;
+mod https;
 mod tabs;
 mod tokens;
 
@@ -38,6 +39,11 @@ fn find_program(names: &[&str]) -> Option<PathBuf> {
 /// Starts a browser. The tests run only where the build script found one (or where
 /// `FACTLOG_REQUIRE_BROWSER=1` demands one), so a missing one is a failure here.
 async fn browser() -> Browser {
+    browser_with(&[]).await
+}
+
+/// Starts a browser with extra command-line flags.
+async fn browser_with(flags: &[&str]) -> Browser {
     let chromium = find_program(&["chromium", "chromium-browser", "google-chrome"]);
     let driver = find_program(&["chromedriver"]);
     let (Some(chromium), Some(driver)) = (chromium, driver) else {
@@ -66,18 +72,29 @@ async fn browser() -> Browser {
         std::thread::sleep(Duration::from_millis(50));
     }
     let profile = tempfile::TempDir::new().expect("a profile directory");
+    let mut args: Vec<String> = [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        "--disable-quic",
+        "--window-size=1100,800",
+    ]
+    .into_iter()
+    .chain(flags.iter().copied())
+    .map(str::to_owned)
+    .collect();
+    args.push(format!("--user-data-dir={}", profile.path().display()));
     let mut capabilities = serde_json::Map::new();
     capabilities.insert(
         "goog:chromeOptions".into(),
         json!({
             "binary": chromium,
-            "args": [
-                "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                format!("--user-data-dir={}", profile.path().display()),
-                "--disable-background-networking", "--disable-component-update",
-                "--disable-sync", "--no-first-run", "--disable-quic",
-                "--window-size=1100,800",
-            ],
+            "args": args,
         }),
     );
     // A cold Chromium can be slow to start on a loaded machine: try a few times.
