@@ -5,6 +5,7 @@
 
 mod access;
 mod bad_posts;
+mod clients;
 mod edge;
 mod events;
 mod faults;
