@@ -1,7 +1,8 @@
-//! `https`: the `fanout` and `idle` scenarios over HTTPS with HTTP/2 (streams sharing
-//! connections, as a browser's tabs do; publishers on HTTP/1.1 over TLS) beside the same
-//! over plain HTTP/1.1, alternating, in the same run: what TLS and HTTP/2 cost per
-//! delivery and per idle stream.
+//! `https`: the `fanout` and `idle` scenarios over HTTPS with HTTP/2 beside the same over
+//! plain HTTP/1.1, in turn, in the same run: what TLS and HTTP/2 cost per delivery and per
+//! idle stream. Over HTTP/2 twice: 100 streams to a connection (a browser's tabs share one),
+//! and one (a program that opens a connection per stream, the worst case for memory).
+//! Publishers speak HTTP/1.1 over TLS.
 
 use factlog_testkit::tls::TestCert;
 
@@ -18,36 +19,41 @@ impl Bench<'_> {
         // Outside the scratch directory, which is cleaned between runs.
         let dir = tempfile::TempDir::new()?;
         let cert = TestCert::write(dir.path(), "factlog load generator");
+        let tls = |name: &str| Spec::Factlog {
+            name: name.to_owned(),
+            flags: vec![
+                "--tls-cert".to_owned(),
+                cert.cert.display().to_string(),
+                "--tls-key".to_owned(),
+                cert.key.display().to_string(),
+            ],
+        };
+        // Each with the streams it puts on one HTTP/2 connection (none: plain HTTP/1.1).
         let variants = [
-            Spec::Factlog {
-                name: "HTTP/1.1".to_owned(),
-                flags: Vec::new(),
-            },
-            Spec::Factlog {
-                name: "HTTPS, HTTP/2".to_owned(),
-                flags: vec![
-                    "--tls-cert".to_owned(),
-                    cert.cert.display().to_string(),
-                    "--tls-key".to_owned(),
-                    cert.key.display().to_string(),
-                ],
-            },
+            (
+                Spec::Factlog {
+                    name: "HTTP/1.1".to_owned(),
+                    flags: Vec::new(),
+                },
+                None,
+            ),
+            (tls("HTTPS, HTTP/2, 100 streams a connection"), Some(100)),
+            (tls("HTTPS, HTTP/2, 1 stream a connection"), Some(1)),
         ];
         let mut fanouts = Results::new();
         let mut idles = Results::new();
         for round in 1..=args.runs {
-            // Every other round in reverse, so that running first or second falls on each
+            // Every other round in reverse, so that running first or last falls on each
             // alike.
-            let order: Vec<usize> = if round % 2 == 0 {
-                vec![1, 0]
-            } else {
-                vec![0, 1]
-            };
+            let mut order: Vec<usize> = (0..variants.len()).collect();
+            if round % 2 == 0 {
+                order.reverse();
+            }
             for i in order {
-                let spec = &variants[i];
+                let (spec, streams_per_connection) = &variants[i];
                 let server = Running::start(spec, &self.scratch, None)?;
-                if i == 1 {
-                    secure::register(server.addr, &cert.pem)?;
+                if let Some(streams) = streams_per_connection {
+                    secure::register(server.addr, &cert.pem, *streams)?;
                 }
                 let fanout = self
                     .fanout(std::slice::from_ref(&server), None, Spread::default())
@@ -71,7 +77,7 @@ impl Bench<'_> {
             "https-fanout",
             serde_json::json!({
                 "subscribers": args.subscribers, "events": args.events, "size": args.size,
-                "publishers": args.publishers, "streams_per_h2_connection": 100,
+                "publishers": args.publishers,
             }),
             &fanouts,
         );
@@ -79,7 +85,6 @@ impl Bench<'_> {
             "https-idle",
             serde_json::json!({
                 "streams": args.streams, "burst": args.burst, "burst_size": args.burst_size,
-                "streams_per_h2_connection": 100,
             }),
             &idles,
         );

@@ -1,7 +1,8 @@
 //! HTTPS for the load generator: servers started with a certificate are registered here by
 //! address, and from then on every connection to them is TLS. Publishers speak HTTP/1.1
 //! over it (one request at a time per connection, as before); event streams are HTTP/2
-//! streams, [`STREAMS_PER_CONNECTION`] to a connection, as a browser's tabs share one.
+//! streams, as many to a connection as the server was registered with: a browser's tabs
+//! share one, a program may open one per stream.
 
 use std::collections::HashMap;
 use std::io;
@@ -15,9 +16,6 @@ use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 use tokio_util::either::Either;
 
-/// Streams opened on one HTTP/2 connection before the next is opened.
-const STREAMS_PER_CONNECTION: usize = 100;
-
 /// A connection to a server: plain TCP, or TLS to a registered server (boxed: a TLS
 /// stream is a hundred times larger, and most connections are plain).
 pub type Conn = Either<TcpStream, Box<TlsStream<TcpStream>>>;
@@ -26,6 +24,8 @@ pub type Conn = Either<TcpStream, Box<TlsStream<TcpStream>>>;
 struct Secure {
     http1: TlsConnector,
     h2: TlsConnector,
+    /// Streams opened on one HTTP/2 connection before the next is opened.
+    streams_per_connection: usize,
     /// The HTTP/2 connection streams are being opened on, and how many it has.
     current: tokio::sync::Mutex<Option<(h2::client::SendRequest<Bytes>, usize)>>,
 }
@@ -43,8 +43,13 @@ fn lookup(addr: SocketAddr) -> Option<Arc<Secure>> {
         .cloned()
 }
 
-/// From now on, connections to `addr` are TLS, trusting only `cert_pem`.
-pub fn register(addr: SocketAddr, cert_pem: &[u8]) -> anyhow::Result<()> {
+/// From now on, connections to `addr` are TLS, trusting only `cert_pem`, with
+/// `streams_per_connection` event streams on each HTTP/2 connection.
+pub fn register(
+    addr: SocketAddr,
+    cert_pem: &[u8],
+    streams_per_connection: usize,
+) -> anyhow::Result<()> {
     use rustls::pki_types::CertificateDer;
     use rustls::pki_types::pem::PemObject as _;
     let mut roots = rustls::RootCertStore::empty();
@@ -63,6 +68,7 @@ pub fn register(addr: SocketAddr, cert_pem: &[u8]) -> anyhow::Result<()> {
     let secure = Secure {
         http1: connector(b"http/1.1")?,
         h2: connector(b"h2")?,
+        streams_per_connection,
         current: tokio::sync::Mutex::new(None),
     };
     registry()
@@ -116,7 +122,7 @@ pub async fn open_h2_stream(
         let mut current = secure.current.lock().await;
         let full = current
             .as_ref()
-            .is_none_or(|(_, streams)| *streams >= STREAMS_PER_CONNECTION);
+            .is_none_or(|(_, streams)| *streams >= secure.streams_per_connection);
         if full {
             let tcp = crate::client::connect(addr, index).await?;
             let tls = secure.h2.connect(server_name(addr), tcp).await?;
