@@ -21,7 +21,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulConnection;
 use poem::{Addr, Endpoint};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -190,11 +190,13 @@ struct Shared<E> {
 }
 
 impl<E: Endpoint<Output = poem::Response> + 'static> Shared<E> {
-    /// The service of one connection: each request goes through the routes.
+    /// The service of one connection: each request goes through the routes, and is told
+    /// to `asked`, if given.
     fn service(
         self: &Arc<Self>,
         remote: SocketAddr,
         scheme: poem::http::uri::Scheme,
+        asked: Option<Arc<Notify>>,
     ) -> impl hyper::service::Service<
         hyper::Request<hyper::body::Incoming>,
         Response = hyper::Response<ResponseBody>,
@@ -204,6 +206,9 @@ impl<E: Endpoint<Output = poem::Response> + 'static> Shared<E> {
     + use<E> {
         let shared = Arc::clone(self);
         hyper::service::service_fn(move |req| -> ServiceFuture {
+            if let Some(asked) = &asked {
+                asked.notify_one();
+            }
             let shared = Arc::clone(&shared);
             let scheme = scheme.clone();
             // Boxed, so that what hyper keeps for the connection's life (its slot for the
@@ -233,7 +238,7 @@ impl<E: Endpoint<Output = poem::Response> + 'static> Shared<E> {
         remote: SocketAddr,
         slot: OwnedSemaphorePermit,
     ) -> impl Future<Output = ()> + Send + 'static {
-        let service = self.service(remote, poem::http::uri::Scheme::HTTP);
+        let service = self.service(remote, poem::http::uri::Scheme::HTTP, None);
         let connection = self.http.serve_connection(TokioIo::new(socket), service);
         async move {
             drive(connection, &self.shutdown).await;
@@ -267,12 +272,35 @@ impl<E: Endpoint<Output = poem::Response> + 'static> Shared<E> {
                 return;
             }
         };
-        let service = self.service(remote, poem::http::uri::Scheme::HTTPS);
         let h2 = stream.get_ref().1.alpn_protocol() == Some(super::tls::H2);
         let io = TokioIo::new(stream);
         if h2 {
-            drive(self.h2.serve_connection(io, service), &self.shutdown).await;
+            // hyper bounds no wait for the first request over HTTP/2, so the header
+            // timeout is kept here: a connection that opens no stream within it is
+            // closed, as an HTTP/1.1 one that sends no request head is. Later, pings find
+            // dead peers.
+            let asked = Arc::new(Notify::new());
+            let service = self.service(
+                remote,
+                poem::http::uri::Scheme::HTTPS,
+                Some(Arc::clone(&asked)),
+            );
+            let mut connection = self.h2.serve_connection(io, service);
+            tokio::select! {
+                biased;
+                () = asked.notified() => drive(connection, &self.shutdown).await,
+                served = &mut connection => {
+                    if let Err(err) = served {
+                        tracing::debug!(cause = %err, "connection ended with an error");
+                    }
+                }
+                () = tokio::time::sleep(self.handshake_timeout) => {
+                    tracing::debug!(%remote, "an HTTP/2 connection opened no stream in time");
+                }
+                () = self.shutdown.cancelled() => {}
+            }
         } else {
+            let service = self.service(remote, poem::http::uri::Scheme::HTTPS, None);
             drive(self.http.serve_connection(io, service), &self.shutdown).await;
         }
         drop(slot);

@@ -336,6 +336,50 @@ async fn a_handshake_that_never_comes_is_cut_off() {
     assert_eq!(app.status().await["clients"], 0);
 }
 
+/// An HTTP/2 connection that finishes its handshake and then opens no stream is closed
+/// after the header timeout, as an HTTP/1.1 one that sends no request is.
+#[tokio::test]
+async fn an_http2_connection_that_asks_nothing_is_cut_off() {
+    use rustls::pki_types::pem::PemObject as _;
+    let app = spawn_https(|c| c.header_timeout_secs = 1).await;
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(rustls::pki_types::CertificateDer::from_pem_slice(&pem(&app)).expect("PEM"))
+        .expect("a root");
+    let mut config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("versions")
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    let tcp = tokio::net::TcpStream::connect(app.addr)
+        .await
+        .expect("connected");
+    let mut tls = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
+        .connect(
+            rustls::pki_types::ServerName::IpAddress(app.addr.ip().into()),
+            tcp,
+        )
+        .await
+        .expect("the handshake");
+    assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+    let mut buf = [0u8; 64];
+    let read = tokio::time::timeout(WAIT, async {
+        loop {
+            match tokio::io::AsyncReadExt::read(&mut tls, &mut buf).await {
+                Ok(0) => return Ok(0),
+                Ok(_) => continue,
+                Err(err) => return Err(err),
+            }
+        }
+    })
+    .await
+    .expect("closed in time");
+    assert!(matches!(read, Ok(0) | Err(_)), "closed: {read:?}");
+}
+
 /// The live page's own POST over HTTP/2 carries no `Host` header, only the authority: with
 /// `--cors-origin` narrowed to another site it is still the page's own.
 #[tokio::test]
