@@ -1,8 +1,8 @@
 //! `https`: the `fanout` and `idle` scenarios over HTTPS with HTTP/2 beside the same over
 //! plain HTTP/1.1, in turn, in the same run: what TLS and HTTP/2 cost per delivery and per
-//! idle stream. Over HTTP/2 twice: 100 streams to a connection (a browser's tabs share one),
-//! and one (a program that opens a connection per stream, the worst case for memory).
-//! Publishers speak HTTP/1.1 over TLS.
+//! idle stream. Over HTTPS three ways: HTTP/2 with 100 streams to a connection (a browser's
+//! tabs share one), HTTP/2 with one, and HTTP/1.1 with one (as most programs' clients,
+//! curl, Node's and Python's, connect). Publishers speak HTTP/1.1 over TLS.
 
 use factlog_testkit::tls::TestCert;
 
@@ -28,7 +28,8 @@ impl Bench<'_> {
                 cert.key.display().to_string(),
             ],
         };
-        // Each with the streams it puts on one HTTP/2 connection (none: plain HTTP/1.1).
+        // Each with the streams it puts on one HTTP/2 connection (none: plain HTTP/1.1; 0:
+        // HTTP/1.1 over TLS).
         let variants = [
             (
                 Spec::Factlog {
@@ -39,6 +40,7 @@ impl Bench<'_> {
             ),
             (tls("HTTPS, HTTP/2, 100 streams a connection"), Some(100)),
             (tls("HTTPS, HTTP/2, 1 stream a connection"), Some(1)),
+            (tls("HTTPS, HTTP/1.1"), Some(0)),
         ];
         let mut fanouts = Results::new();
         let mut idles = Results::new();

@@ -1,8 +1,9 @@
 //! HTTPS for the load generator: servers started with a certificate are registered here by
 //! address, and from then on every connection to them is TLS. Publishers speak HTTP/1.1
 //! over it (one request at a time per connection, as before); event streams are HTTP/2
-//! streams, as many to a connection as the server was registered with: a browser's tabs
-//! share one, a program may open one per stream.
+//! streams, as many to a connection as the server was registered with (a browser's tabs
+//! share one), or, registered with none, HTTP/1.1 over TLS, one connection each (as most
+//! programs' clients do).
 
 use std::collections::HashMap;
 use std::io;
@@ -24,7 +25,8 @@ pub type Conn = Either<TcpStream, Box<TlsStream<TcpStream>>>;
 struct Secure {
     http1: TlsConnector,
     h2: TlsConnector,
-    /// Streams opened on one HTTP/2 connection before the next is opened.
+    /// Streams opened on one HTTP/2 connection before the next is opened; 0 for none
+    /// (streams are HTTP/1.1 over TLS).
     streams_per_connection: usize,
     /// The HTTP/2 connection streams are being opened on, and how many it has.
     current: tokio::sync::Mutex<Option<(h2::client::SendRequest<Bytes>, usize)>>,
@@ -44,7 +46,8 @@ fn lookup(addr: SocketAddr) -> Option<Arc<Secure>> {
 }
 
 /// From now on, connections to `addr` are TLS, trusting only `cert_pem`, with
-/// `streams_per_connection` event streams on each HTTP/2 connection.
+/// `streams_per_connection` event streams on each HTTP/2 connection (0: event streams are
+/// HTTP/1.1, a connection each).
 pub fn register(
     addr: SocketAddr,
     cert_pem: &[u8],
@@ -101,15 +104,15 @@ fn server_name(addr: SocketAddr) -> ServerName<'static> {
     ServerName::IpAddress(addr.ip().into())
 }
 
-/// Opens `GET path` as an HTTP/2 stream when `addr` is registered; `None` when it is not
-/// (the caller opens an HTTP/1.1 stream).
+/// Opens `GET path` as an HTTP/2 stream when `addr` is registered for them; `None`
+/// otherwise (the caller opens an HTTP/1.1 stream).
 pub async fn open_h2_stream(
     addr: SocketAddr,
     index: usize,
     path: &str,
     last_event_id: Option<&str>,
 ) -> io::Result<Option<h2::RecvStream>> {
-    let Some(secure) = lookup(addr) else {
+    let Some(secure) = lookup(addr).filter(|secure| secure.streams_per_connection > 0) else {
         return Ok(None);
     };
     let mut request =
