@@ -239,9 +239,9 @@ impl<E: Endpoint<Output = poem::Response> + 'static> Shared<E> {
         slot: OwnedSemaphorePermit,
     ) -> impl Future<Output = ()> + Send + 'static {
         let service = self.service(remote, poem::http::uri::Scheme::HTTP, None);
-        let connection = self.http.serve_connection(TokioIo::new(socket), service);
+        let mut connection = self.http.serve_connection(TokioIo::new(socket), service);
         async move {
-            drive(connection, &self.shutdown).await;
+            drive(&mut connection, &self.shutdown).await;
             drop(slot);
         }
     }
@@ -288,7 +288,7 @@ impl<E: Endpoint<Output = poem::Response> + 'static> Shared<E> {
             let mut connection = self.h2.serve_connection(io, service);
             tokio::select! {
                 biased;
-                () = asked.notified() => drive(connection, &self.shutdown).await,
+                () = asked.notified() => drive(&mut connection, &self.shutdown).await,
                 served = &mut connection => {
                     if let Err(err) = served {
                         tracing::debug!(cause = %err, "connection ended with an error");
@@ -301,7 +301,8 @@ impl<E: Endpoint<Output = poem::Response> + 'static> Shared<E> {
             }
         } else {
             let service = self.service(remote, poem::http::uri::Scheme::HTTPS, None);
-            drive(self.http.serve_connection(io, service), &self.shutdown).await;
+            let mut connection = self.http.serve_connection(io, service);
+            drive(&mut connection, &self.shutdown).await;
         }
         drop(slot);
     }
@@ -310,18 +311,20 @@ impl<E: Endpoint<Output = poem::Response> + 'static> Shared<E> {
 /// Runs one connection until it closes. On shutdown, the requests in flight finish
 /// (streams end on their own), then the connection closes: HTTP/1.1 after the response in
 /// flight, HTTP/2 after a GOAWAY that lets the open streams end.
-async fn drive<C>(mut connection: C, shutdown: &CancellationToken)
+///
+/// By reference: the connection is `Unpin`, so it is polled where the task captured it;
+/// taken by value (or pinned) it would be moved into this future and stored twice, which
+/// every idle stream would pay for.
+async fn drive<C>(connection: &mut C, shutdown: &CancellationToken)
 where
     C: GracefulConnection + Unpin,
     C::Error: std::fmt::Display,
 {
-    // The connection is `Unpin`, so it is polled where it was captured: pinning would move
-    // it and store it twice.
     let served = tokio::select! {
-        served = &mut connection => served,
+        served = &mut *connection => served,
         () = Cancelled::new(shutdown) => {
-            Pin::new(&mut connection).graceful_shutdown();
-            (&mut connection).await
+            Pin::new(&mut *connection).graceful_shutdown();
+            (&mut *connection).await
         }
     };
     if let Err(err) = served {
