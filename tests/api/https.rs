@@ -336,6 +336,34 @@ async fn a_handshake_that_never_comes_is_cut_off() {
     assert_eq!(app.status().await["clients"], 0);
 }
 
+/// `--max-connections` counts TLS connections like any other: at the limit a new one waits
+/// (its handshake is not even started) until one closes.
+#[tokio::test]
+async fn tls_connections_beyond_the_limit_wait_for_a_free_slot() {
+    let app = spawn_https(|c| c.max_connections = 2).await;
+    let mut streams = Vec::new();
+    for _ in 0..2 {
+        // A client each, so a connection each.
+        let response = http1_client_trusting(&pem(&app))
+            .get(app.url("/events"))
+            .send()
+            .await
+            .expect("a stream");
+        assert_eq!(response.status(), 200);
+        streams.push(SseStream::new(response));
+    }
+    let waiting = reqwest::Client::builder()
+        .use_rustls_tls()
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(reqwest::Certificate::from_pem(&pem(&app)).expect("PEM"))
+        .timeout(Duration::from_secs(1))
+        .build()
+        .expect("a client");
+    assert!(waiting.get(app.url("/status")).send().await.is_err());
+    drop(streams.pop());
+    assert_eq!(app.status().await["clients"], 1);
+}
+
 /// An HTTP/2 connection that finishes its handshake and then opens no stream is closed
 /// after the header timeout, as an HTTP/1.1 one that sends no request is.
 #[tokio::test]
