@@ -45,24 +45,37 @@ impl TestCert {
     }
 }
 
-/// A client that trusts only the certificate `pem` and offers HTTP/2 and HTTP/1.1 by ALPN,
-/// as a browser does.
-pub fn client_trusting(pem: &[u8]) -> reqwest::Client {
+/// A client builder that trusts only the certificate `pem` and offers HTTP/2 and HTTP/1.1
+/// by ALPN, as a browser does.
+pub fn builder_trusting(pem: &[u8]) -> reqwest::ClientBuilder {
     reqwest::Client::builder()
         .use_rustls_tls()
         .tls_built_in_root_certs(false)
         .add_root_certificate(reqwest::Certificate::from_pem(pem).expect("a PEM certificate"))
-        .build()
-        .expect("a client")
+}
+
+/// A client that trusts only the certificate `pem` and offers HTTP/2 and HTTP/1.1 by ALPN.
+pub fn client_trusting(pem: &[u8]) -> reqwest::Client {
+    builder_trusting(pem).build().expect("a client")
 }
 
 /// As [`client_trusting`], but HTTP/1.1 only.
 pub fn http1_client_trusting(pem: &[u8]) -> reqwest::Client {
-    reqwest::Client::builder()
-        .use_rustls_tls()
-        .tls_built_in_root_certs(false)
-        .add_root_certificate(reqwest::Certificate::from_pem(pem).expect("a PEM certificate"))
+    builder_trusting(pem)
         .http1_only()
         .build()
         .expect("a client")
+}
+
+/// Waits until `client` gets an answer from `base` (after a certificate reload: until the
+/// certificate it trusts is served); fails the test after [`WAIT`](crate::WAIT).
+pub async fn until_served(client: &reqwest::Client, base: &str) {
+    let started = std::time::Instant::now();
+    while client.get(format!("{base}/status")).send().await.is_err() {
+        assert!(
+            started.elapsed() < crate::WAIT,
+            "{base} never answered a client trusting only its new certificate"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
 }

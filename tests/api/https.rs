@@ -7,7 +7,9 @@ use std::time::Duration;
 use reqwest::Version;
 use serde_json::json;
 
-use factlog_testkit::tls::{TestCert, client_trusting, http1_client_trusting};
+use factlog_testkit::tls::{
+    TestCert, builder_trusting, client_trusting, http1_client_trusting, until_served,
+};
 use factlog_testkit::*;
 
 use crate::slow_readers::read_all_in_order;
@@ -225,19 +227,7 @@ async fn sighup_reloads_the_certificate_without_dropping_streams() {
     let renewed = TestCert::write(dir.path(), "renewed");
     server.signal("HUP");
     let new_client = client_trusting(&renewed.pem);
-    let started = std::time::Instant::now();
-    while new_client
-        .get(format!("{base}/status"))
-        .send()
-        .await
-        .is_err()
-    {
-        assert!(
-            started.elapsed() < WAIT,
-            "the renewed certificate is served"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    until_served(&new_client, &base).await;
     let trusting_only_the_old = client_trusting(&first.pem);
     assert!(
         trusting_only_the_old
@@ -352,10 +342,7 @@ async fn tls_connections_beyond_the_limit_wait_for_a_free_slot() {
         assert_eq!(response.status(), 200);
         streams.push(SseStream::new(response));
     }
-    let waiting = reqwest::Client::builder()
-        .use_rustls_tls()
-        .tls_built_in_root_certs(false)
-        .add_root_certificate(reqwest::Certificate::from_pem(&pem(&app)).expect("PEM"))
+    let waiting = builder_trusting(&pem(&app))
         .timeout(Duration::from_secs(1))
         .build()
         .expect("a client");

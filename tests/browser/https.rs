@@ -3,9 +3,7 @@
 //! host, has them all live on one connection; a renewed certificate loaded on SIGHUP
 //! leaves an open page live and is what a new browser gets.
 
-use tokio::time::sleep;
-
-use factlog_testkit::tls::{TestCert, client_trusting};
+use factlog_testkit::tls::{TestCert, client_trusting, until_served};
 
 use super::*;
 
@@ -114,19 +112,7 @@ async fn a_renewed_certificate_leaves_the_page_live_and_is_what_new_browsers_get
     std::fs::copy(&renewed.key, &first.key).expect("copied");
     server.signal("HUP");
     let renewed_client = client_trusting(&renewed.pem);
-    let started = std::time::Instant::now();
-    while renewed_client
-        .get(format!("{base}/status"))
-        .send()
-        .await
-        .is_err()
-    {
-        assert!(
-            started.elapsed() < WAIT,
-            "the renewed certificate is served"
-        );
-        sleep(Duration::from_millis(50)).await;
-    }
+    until_served(&renewed_client, &base).await;
     post(renewed_client, 2).await;
     browser.wait_for_rows(2).await;
     assert_once_in_order(&browser.row_ids().await, 1..=2);
