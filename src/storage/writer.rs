@@ -45,8 +45,22 @@ use crate::metrics::Metrics;
 /// Sends appends to the writer. Cheap to clone; the writer stops once every handle is gone.
 #[derive(Clone, Debug)]
 pub struct WriterHandle {
+    // Declared before `_closing`: the last handle's sender is gone before the writer wakes.
     queue: mpsc::Sender<Job>,
     waiting: Arc<Waiting>,
+    _closing: Arc<WakeOnClose>,
+}
+
+/// Wakes the writer when the last handle is gone: an idle writer with a retention bound
+/// parks until its next step is due, and would otherwise notice that it should stop only
+/// then, long after shutdown began.
+#[derive(Debug)]
+struct WakeOnClose(std::thread::Thread);
+
+impl Drop for WakeOnClose {
+    fn drop(&mut self) {
+        self.0.unpark();
+    }
 }
 
 impl WriterHandle {
@@ -106,7 +120,15 @@ pub fn spawn(
     });
     let waiting = Arc::new(Waiting::new(thread.thread().clone()));
     let _ = started.send(Arc::clone(&waiting));
-    Ok((WriterHandle { queue, waiting }, task))
+    let closing = Arc::new(WakeOnClose(thread.thread().clone()));
+    Ok((
+        WriterHandle {
+            queue,
+            waiting,
+            _closing: closing,
+        },
+        task,
+    ))
 }
 
 /// The writer's thread and what it owns.
