@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
+use sd_notify::NotifyState;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -25,7 +26,7 @@ use crate::http::{AppState, routes};
 use crate::metrics::Metrics;
 use crate::notifier::Notifier;
 use crate::storage::writer::{self, WriterHandle};
-use crate::storage::{self, Follower, Opened, Storage, redact};
+use crate::storage::{self, Follower, Opened, SchemaMode, Storage, redact};
 
 /// How long requests in flight get to finish after shutdown starts. Streams end at once;
 /// this only bounds a slow POST or a stuck client.
@@ -78,7 +79,16 @@ impl App {
             appender,
             follower,
             newest_id,
-        } = storage::open(&config.database_url, config.sync).await?;
+        } = storage::open(
+            &config.database_url,
+            config.sync,
+            if config.no_migrate {
+                SchemaMode::Check
+            } else {
+                SchemaMode::Migrate
+            },
+        )
+        .await?;
         let log_id = storage.log_id().await.context("cannot read the log's id")?;
         let notifier = Notifier::new(newest_id, config.max_subscribers);
         let metrics = Metrics::new();
@@ -152,7 +162,7 @@ impl App {
     pub async fn run(self, shutdown: CancellationToken) {
         let Self {
             listener,
-            local_addr: _,
+            local_addr,
             config,
             policy,
             storage,
@@ -191,8 +201,16 @@ impl App {
             metrics,
         });
         let acceptor = tls.as_deref().map(Tls::acceptor);
+        // Ready: migrated, bound, and the accept loop starts now (connections made before
+        // it wait in the listen queue). A unit with `Type=notify` starts its dependents here.
+        let scheme = if acceptor.is_some() { "https" } else { "http" };
+        tell_systemd(&[
+            NotifyState::Ready,
+            NotifyState::Status(&format!("serving on {scheme}://{local_addr}")),
+        ]);
         let connections = server::accept_until(listener, routes, limits, acceptor, &shutdown).await;
 
+        tell_systemd(&[NotifyState::Stopping]);
         // Live streams end when the fan-out closes; replaying ones saw the token.
         notifier.close();
         let open = connections.drain(SHUTDOWN_GRACE).await;
@@ -235,6 +253,9 @@ async fn reload_on_hangup(
             () = shutdown.cancelled() => return,
             got = hangups.recv() => if got.is_none() { return },
         }
+        if let Ok(now) = NotifyState::monotonic_usec_now() {
+            tell_systemd(&[NotifyState::Reloading, now]);
+        }
         match &tls {
             None => tracing::info!("SIGHUP: nothing to reload (no --tls-cert)"),
             Some(tls) => match tls.reload() {
@@ -245,5 +266,14 @@ async fn reload_on_hangup(
                 ),
             },
         }
+        tell_systemd(&[NotifyState::Ready]);
+    }
+}
+
+/// Tells systemd (when it started factlog with `Type=notify`, and so set `NOTIFY_SOCKET`)
+/// how the service is doing; without it this does nothing.
+fn tell_systemd(states: &[NotifyState<'_>]) {
+    if let Err(err) = sd_notify::notify(states) {
+        tracing::warn!(cause = %err, "cannot notify systemd (NOTIFY_SOCKET)");
     }
 }

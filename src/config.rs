@@ -53,7 +53,8 @@ pub struct Config {
     pub listen: SocketAddr,
 
     /// Where the log lives: a sqlite:// file (one instance) or a postgres:// database
-    /// (shared by several instances); created if missing and migrated on start.
+    /// (shared by several instances); created if missing and migrated on start (unless
+    /// --no-migrate).
     #[arg(
         long,
         env = "DATABASE_URL",
@@ -61,6 +62,12 @@ pub struct Config {
         hide_env_values = true
     )]
     pub database_url: String,
+
+    /// Start without touching the schema, for a role without the right to change it: the
+    /// database must exist and be migrated already (`factlog migrate`), or the start fails.
+    #[arg(long, env = "FACTLOG_NO_MIGRATE", action = clap::ArgAction::SetTrue,
+          value_parser = clap::builder::BoolishValueParser::new())]
+    pub no_migrate: bool,
 
     /// The `retry:` hint, in milliseconds, sent first on every event stream.
     #[arg(long, env = "FACTLOG_RETRY_MS", default_value_t = 2000)]
@@ -172,6 +179,37 @@ pub struct Config {
     pub retain_age: Option<u64>,
 }
 
+/// `factlog migrate`: which database to migrate.
+#[derive(Debug, Clone, clap::Args)]
+pub struct MigrateArgs {
+    /// The database, as the server's flag: a sqlite:// file or a postgres:// database;
+    /// created if missing.
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        default_value = "sqlite://facts.db",
+        hide_env_values = true
+    )]
+    pub database_url: String,
+}
+
+/// `factlog backup`: which log to copy, and where.
+#[derive(Debug, Clone, clap::Args)]
+pub struct BackupArgs {
+    /// The new file to write the copy to; never overwritten.
+    pub out: PathBuf,
+
+    /// The log, as the server's flag: a sqlite:// file (PostgreSQL is backed up with its
+    /// own tools).
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        default_value = "sqlite://facts.db",
+        hide_env_values = true
+    )]
+    pub database_url: String,
+}
+
 /// `factlog token`: prints a signed token, for trying things out. Production tokens come
 /// from the application's own backend.
 #[derive(Debug, Clone, clap::Args)]
@@ -247,6 +285,7 @@ impl Config {
         Self {
             listen,
             database_url: database_url.into(),
+            no_migrate: false,
             retry_ms: 2000,
             keep_alive_secs: 15,
             publish_token: None,

@@ -1,14 +1,16 @@
-//! The `factlog` binary: parse the command line, start logging, build the app, and serve
-//! until SIGINT or SIGTERM; or, as `factlog token`, print a signed token.
+//! The `factlog` binary: `factlog serve` (or no command) serves the log until SIGINT or
+//! SIGTERM; the other commands look after a database or print a token, and exit.
 
 use std::process::ExitCode;
 
 use clap::Parser;
-use factlog::config::TokenArgs;
-use factlog::{App, Config, auth, telemetry};
+use factlog::config::{BackupArgs, MigrateArgs, TokenArgs};
+use factlog::{App, Config, auth, storage, telemetry};
 use tokio_util::sync::CancellationToken;
 
 /// factlog: an append-only log of JSON facts, served over HTTP and Server-Sent Events.
+///
+/// With no command it serves, as `factlog serve` does.
 #[derive(Debug, Parser)]
 #[command(version, about, args_conflicts_with_subcommands = true)]
 struct Cli {
@@ -20,6 +22,13 @@ struct Cli {
 
 #[derive(Debug, clap::Subcommand)]
 enum Command {
+    /// Serve the log (what `factlog` with no command does).
+    Serve(Box<Config>),
+    /// Create the database if missing, apply pending migrations, and exit (for a role
+    /// that may change the schema; servers can then start with --no-migrate).
+    Migrate(MigrateArgs),
+    /// Copy a SQLite log, while servers go on using it, into a new file.
+    Backup(BackupArgs),
     /// Print a signed token, for trying the server out (production tokens come from the
     /// application's own backend).
     Token(TokenArgs),
@@ -31,23 +40,40 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let config = match Cli::parse() {
-        Cli {
-            command: Some(Command::Token(args)),
-            ..
-        } => {
-            return match auth::mint(&args) {
-                Ok(token) => {
-                    println!("{token}");
-                    ExitCode::SUCCESS
-                }
-                Err(err) => {
-                    eprintln!("cannot make a token: {err:#}");
-                    ExitCode::FAILURE
-                }
-            };
+    let Cli { config, command } = Cli::parse();
+    let config = match command {
+        None => config,
+        Some(Command::Serve(config)) => *config,
+        Some(Command::Migrate(args)) => {
+            telemetry::init(telemetry::DEFAULT_FILTER, config.log_format);
+            return report(storage::migrate(&args.database_url).await.map(|version| {
+                format!(
+                    "{}: at schema version {version}",
+                    storage::redact(&args.database_url)
+                )
+            }));
         }
-        Cli { config, .. } => config,
+        Some(Command::Backup(args)) => {
+            return report(
+                storage::backup(&args.database_url, &args.out)
+                    .await
+                    .map(|copy| {
+                        format!(
+                            "{} copied into {}: facts up to id {}, {} bytes",
+                            storage::redact(&args.database_url),
+                            args.out.display(),
+                            copy.newest_id,
+                            copy.bytes
+                        )
+                    }),
+            );
+        }
+        Some(Command::Token(args)) => {
+            return report(anyhow::Context::context(
+                auth::mint(&args),
+                "cannot make a token",
+            ));
+        }
     };
     telemetry::init(telemetry::DEFAULT_FILTER, config.log_format);
     // Signals are listened for before anything starts: a SIGTERM that arrives while the
@@ -74,6 +100,21 @@ async fn main() -> ExitCode {
     };
     app.run(shutdown).await;
     ExitCode::SUCCESS
+}
+
+/// Prints what a one-shot command made, or its error in one line; the exit status says
+/// which.
+fn report(outcome: anyhow::Result<String>) -> ExitCode {
+    match outcome {
+        Ok(line) => {
+            println!("{line}");
+            ExitCode::SUCCESS
+        }
+        Err(err) => {
+            eprintln!("factlog: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 /// A write past the file-size limit (`RLIMIT_FSIZE`, `ulimit -f`) raises SIGXFSZ, whose

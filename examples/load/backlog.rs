@@ -189,7 +189,7 @@ pub(crate) async fn prefill(
 ) -> anyhow::Result<()> {
     use factlog::config::SyncLevel;
     use factlog::domain::NewFact;
-    use factlog::storage::{self, Opened, Publish, writer};
+    use factlog::storage::{self, Opened, Publish, SchemaMode, writer};
 
     let url = format!("sqlite://{}", path.display());
     let Opened {
@@ -197,7 +197,7 @@ pub(crate) async fn prefill(
         appender,
         follower: _,
         newest_id,
-    } = storage::open(&url, SyncLevel::Normal).await?;
+    } = storage::open(&url, SyncLevel::Normal, SchemaMode::Migrate).await?;
     if newest_id != 0 {
         bail!("{} is not empty", path.display());
     }

@@ -547,3 +547,19 @@ pub async fn log_id(conn: impl PgExecutor<'_>) -> Result<String, sqlx::Error> {
         .fetch_one(conn)
         .await
 }
+
+/// The factlog release that introduced schema `version`, as its own migration recorded.
+///
+/// # Errors
+/// When the database cannot be read (a schema older than the table included).
+pub async fn schema_release(
+    conn: impl PgExecutor<'_>,
+    version: i64,
+) -> Result<Option<String>, sqlx::Error> {
+    sqlx::query_scalar!(
+        "SELECT schema_versions.factlog_version FROM schema_versions WHERE version = $1",
+        version
+    )
+    .fetch_optional(conn)
+    .await
+}

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use super::migrate::SchemaMode;
 use super::model::{Appended, Bounds, Publish, Selection, StorageError, TopicSummary, redact};
 use super::page::FramePage;
 use super::retention::Trimmed;
@@ -50,33 +51,86 @@ pub struct Opened {
     pub newest_id: i64,
 }
 
-/// Opens (creating if missing) and migrates the database at `url`: `sqlite://...` or
-/// `postgres://...` (also `postgresql://`).
+/// The two engines, told apart by a database URL's scheme.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Engine {
+    /// `sqlite:...`: one instance, one file.
+    Sqlite,
+    /// `postgres://...` or `postgresql://...`: shared by several instances.
+    Postgres,
+}
+
+impl Engine {
+    /// The engine `url` names.
+    ///
+    /// # Errors
+    /// When the URL is neither.
+    pub fn of(url: &str) -> anyhow::Result<Self> {
+        if url.starts_with("sqlite:") {
+            Ok(Self::Sqlite)
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Ok(Self::Postgres)
+        } else {
+            anyhow::bail!(
+                "{} is neither a sqlite:// nor a postgres:// database URL",
+                redact(url)
+            )
+        }
+    }
+}
+
+/// Opens the database at `url`, `sqlite://...` or `postgres://...` (also
+/// `postgresql://`); with [`SchemaMode::Migrate`] it is created if missing and migrated.
 ///
 /// # Errors
-/// When the database cannot be opened, created or migrated; the message names which.
-pub async fn open(url: &str, sync: SyncLevel) -> anyhow::Result<Opened> {
-    if url.starts_with("sqlite:") {
-        let (reader, appender, newest_id) = sqlite::open(url, sync).await?;
-        Ok(Opened {
-            storage: Storage::Sqlite(reader),
-            appender: Appender::Sqlite(appender),
-            follower: None,
-            newest_id,
-        })
-    } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        let (reader, appender, follower, newest_id) = postgres::open(url, sync).await?;
-        Ok(Opened {
-            storage: Storage::Postgres(reader),
-            appender: Appender::Postgres(Box::new(appender)),
-            follower: Some(Follower(follower)),
-            newest_id,
-        })
-    } else {
-        anyhow::bail!(
-            "{} is neither a sqlite:// nor a postgres:// database URL",
-            redact(url)
-        )
+/// When the database cannot be opened, created or migrated, or its schema is not this
+/// build's; the message names which.
+pub async fn open(url: &str, sync: SyncLevel, mode: SchemaMode) -> anyhow::Result<Opened> {
+    match Engine::of(url)? {
+        Engine::Sqlite => {
+            let (reader, appender, newest_id) = sqlite::open(url, sync, mode).await?;
+            Ok(Opened {
+                storage: Storage::Sqlite(reader),
+                appender: Appender::Sqlite(appender),
+                follower: None,
+                newest_id,
+            })
+        }
+        Engine::Postgres => {
+            let (reader, appender, follower, newest_id) = postgres::open(url, sync, mode).await?;
+            Ok(Opened {
+                storage: Storage::Postgres(reader),
+                appender: Appender::Postgres(Box::new(appender)),
+                follower: Some(Follower(follower)),
+                newest_id,
+            })
+        }
+    }
+}
+
+/// `factlog migrate`: creates the database at `url` if missing and applies pending
+/// migrations; returns the schema version it is at now.
+///
+/// # Errors
+/// As [`open`].
+pub async fn migrate(url: &str) -> anyhow::Result<i64> {
+    match Engine::of(url)? {
+        Engine::Sqlite => sqlite::migrate(url).await,
+        Engine::Postgres => postgres::migrate(url).await,
+    }
+}
+
+/// `factlog backup`: a consistent copy of the SQLite log at `url`, taken while servers go
+/// on appending, into the new file `out`.
+///
+/// # Errors
+/// With PostgreSQL (its own tools back it up), or when the copy cannot be made.
+pub async fn backup(url: &str, out: &std::path::Path) -> anyhow::Result<sqlite::Copied> {
+    match Engine::of(url)? {
+        Engine::Sqlite => sqlite::backup(url, out).await,
+        Engine::Postgres => anyhow::bail!(
+            "factlog backup copies SQLite logs; back a PostgreSQL log up with its own tools (pg_dump --format=custom, or continuous archiving)"
+        ),
     }
 }
 

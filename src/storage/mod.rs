@@ -8,7 +8,8 @@
 //!   [`Follower`].
 //! - `model.rs`, `page.rs`: the engine-neutral types: [`Appended`], [`StorageError`],
 //!   [`Publish`], [`Selection`] (topics and event types), and replay pages rendered into
-//!   frames ([`FramePage`]); `migrate.rs` announces migrations.
+//!   frames ([`FramePage`]); `migrate.rs` applies or checks the schema ([`SchemaMode`])
+//!   and refuses one newer than this build.
 //! - `sqlite/`: the default engine, one file and one process.
 //! - `postgres/`: one database shared by many instances and by programs that publish
 //!   through SQL; its follower publishes what others commit.
@@ -28,6 +29,8 @@ mod retention;
 mod sqlite;
 pub mod writer;
 
-pub use engine::{Appender, Follower, Opened, Storage, open};
+pub use engine::{Appender, Engine, Follower, Opened, Storage, backup, migrate, open};
+pub use migrate::SchemaMode;
 pub use model::{Appended, Bounds, Publish, Selection, StorageError, TopicSummary, redact};
 pub use page::FramePage;
+pub use sqlite::Copied;

@@ -19,6 +19,7 @@ mod publish_token;
 mod read_facts;
 mod resume;
 mod retention;
+mod schema;
 mod shutdown;
 mod slow_readers;
 mod support;

@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use factlog_postgres as queries;
 use sqlx::migrate::Migrate as _;
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgPoolOptions};
 use sqlx::{ConnectOptions as _, Connection as _};
 use tokio::sync::Notify;
 
@@ -16,7 +16,7 @@ use super::appender::Appender;
 use super::follower::Follower;
 use super::reader::Reader;
 use crate::config::SyncLevel;
-use crate::storage::migrate;
+use crate::storage::migrate::{self, SchemaMode, SchemaState};
 use crate::storage::model::redact;
 
 /// Connections for the API and the streams' replays.
@@ -26,17 +26,21 @@ const READ_CONNECTIONS: u32 = 8;
 /// (another transaction appending and not committing), before it fails with 503.
 const WAIT_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Opens the PostgreSQL database at `url`, creating it if missing, and migrates it;
-/// returns its readers, its appender, its follower and the newest id handed out.
+/// Opens the PostgreSQL database at `url` (with [`SchemaMode::Migrate`], creating it if
+/// missing and migrating it); returns its readers, its appender, its follower and the
+/// newest id handed out.
 ///
 /// # Errors
 /// When the server cannot be reached, the database cannot be created, or it holds a schema
-/// this build does not know; the message names which.
-pub async fn open(url: &str, sync: SyncLevel) -> anyhow::Result<(Reader, Appender, Follower, i64)> {
+/// this build does not know (or, with [`SchemaMode::Check`], is behind it); the message
+/// names which.
+pub async fn open(
+    url: &str,
+    sync: SyncLevel,
+    mode: SchemaMode,
+) -> anyhow::Result<(Reader, Appender, Follower, i64)> {
     let shown = redact(url);
-    let base = PgConnectOptions::from_str(url)
-        .with_context(|| format!("{shown} is not a valid postgres:// database URL"))?
-        .log_statements(tracing::log::LevelFilter::Trace);
+    let base = options(url)?;
     // The readers plan every statement for the log as it is now: a prepared statement's
     // generic plan, made while the log was small, would otherwise go on scanning it whole
     // once it is large. Planning these short statements costs microseconds. (The writer
@@ -44,9 +48,11 @@ pub async fn open(url: &str, sync: SyncLevel) -> anyhow::Result<(Reader, Appende
     let reading = base
         .clone()
         .options([("plan_cache_mode", "force_custom_plan")]);
-    create_if_missing(&base)
-        .await
-        .with_context(|| format!("cannot open the database {shown}"))?;
+    if mode == SchemaMode::Migrate {
+        create_if_missing(&base)
+            .await
+            .with_context(|| format!("cannot open the database {shown}"))?;
+    }
 
     let pool = PgPoolOptions::new()
         .max_connections(READ_CONNECTIONS)
@@ -55,19 +61,12 @@ pub async fn open(url: &str, sync: SyncLevel) -> anyhow::Result<(Reader, Appende
         .connect_with(reading.clone().application_name("factlog"))
         .await
         .with_context(|| format!("cannot open the database {shown}"))?;
-    // Several instances starting together is fine: sqlx migrates under an advisory lock.
-    let migrated = async {
-        let mut conn = pool.acquire().await?;
-        conn.ensure_migrations_table().await?;
-        let applied = conn.list_applied_migrations().await?;
-        let started = migrate::announce(&queries::MIGRATOR, &applied);
-        queries::MIGRATOR.run(&mut *conn).await?;
-        migrate::done(started);
-        Ok::<_, sqlx::migrate::MigrateError>(())
-    };
-    migrated
+    let mut conn = pool
+        .acquire()
         .await
-        .with_context(|| format!("cannot migrate the database {shown}"))?;
+        .with_context(|| format!("cannot open the database {shown}"))?;
+    prepare_schema(&mut conn, &shown, mode).await?;
+    drop(conn);
 
     let wake = Arc::new(Notify::new());
     // `--sync normal` gives up waiting for the server's WAL flush: an acknowledged fact
@@ -98,6 +97,74 @@ pub async fn open(url: &str, sync: SyncLevel) -> anyhow::Result<(Reader, Appende
         .await
         .with_context(|| format!("cannot read the database {shown}"))?;
     Ok((reader, appender, Follower::new(listen, wake), newest_id))
+}
+
+/// `factlog migrate`: creates the database at `url` if missing and applies pending
+/// migrations; returns the schema version it is at now.
+///
+/// # Errors
+/// As [`open`].
+pub async fn migrate(url: &str) -> anyhow::Result<i64> {
+    let shown = redact(url);
+    let options = options(url)?;
+    create_if_missing(&options)
+        .await
+        .with_context(|| format!("cannot open the database {shown}"))?;
+    let mut conn = options
+        .application_name("factlog migrate")
+        .connect()
+        .await
+        .with_context(|| format!("cannot open the database {shown}"))?;
+    let state = prepare_schema(&mut conn, &shown, SchemaMode::Migrate).await?;
+    conn.close().await?;
+    Ok(state.known_version())
+}
+
+/// The options every connection to `url` starts from.
+fn options(url: &str) -> anyhow::Result<PgConnectOptions> {
+    Ok(PgConnectOptions::from_str(url)
+        .with_context(|| format!("{} is not a valid postgres:// database URL", redact(url)))?
+        .log_statements(tracing::log::LevelFilter::Trace))
+}
+
+/// Migrates the schema, or with [`SchemaMode::Check`] checks that it is current; refuses a
+/// schema newer than this build's. Several instances starting together is fine: sqlx
+/// migrates under an advisory lock.
+async fn prepare_schema(
+    conn: &mut PgConnection,
+    shown: &str,
+    mode: SchemaMode,
+) -> anyhow::Result<SchemaState> {
+    if mode == SchemaMode::Migrate {
+        conn.ensure_migrations_table()
+            .await
+            .with_context(|| format!("cannot migrate the database {shown}"))?;
+    }
+    let applied = conn.list_applied_migrations().await.with_context(|| {
+        format!("cannot read the schema of {shown} (a new database needs `factlog migrate` first)")
+    })?;
+    let state = SchemaState::of(&queries::MIGRATOR, &applied)?;
+    if let Some(version) = state.unknown_version() {
+        // Written by the newer release's own migration; any failure to read it only makes
+        // the message vaguer.
+        let release = queries::schema_release(&mut *conn, version)
+            .await
+            .ok()
+            .flatten();
+        return Err(state.newer_than_this_build(version, release.as_deref()));
+    }
+    match mode {
+        SchemaMode::Check => state.require_current()?,
+        SchemaMode::Migrate => {
+            let started = state.announce(&applied);
+            queries::MIGRATOR
+                .run(&mut *conn)
+                .await
+                .with_context(|| format!("cannot migrate the database {shown}"))?;
+            migrate::done(started);
+        }
+    }
+    Ok(state)
 }
 
 /// Creates the database when the server says it does not exist. Asking first would need

@@ -32,6 +32,6 @@ mod follower;
 mod reader;
 
 pub use appender::Appender;
-pub use connect::open;
+pub use connect::{migrate, open};
 pub use follower::Follower;
 pub use reader::Reader;

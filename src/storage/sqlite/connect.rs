@@ -5,14 +5,16 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use sqlx::ConnectOptions as _;
 use sqlx::migrate::Migrate as _;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous,
+};
+use sqlx::{ConnectOptions as _, Connection as _};
 
 use super::appender::Appender;
 use super::reader::Reader;
 use crate::config::SyncLevel;
-use crate::storage::migrate;
+use crate::storage::migrate::{self, SchemaMode, SchemaState};
 
 /// How long a statement waits for a lock held by someone else (another process with the
 /// file open, a backup) before the request fails with 503.
@@ -29,42 +31,38 @@ const READ_CONNECTIONS: u32 = 4;
 /// error, and an I/O error on a mapped page would be a signal instead.
 const READ_MAP_BYTES: &str = "1073741824";
 
-/// Opens (creating if missing) and migrates the SQLite database at `url`; returns its
-/// readers, its appender and the newest id it has handed out.
+/// Opens the SQLite database at `url` (with [`SchemaMode::Migrate`], creating it if
+/// missing and migrating it); returns its readers, its appender and the newest id it has
+/// handed out.
 ///
 /// # Errors
 /// When the file cannot be opened or created, is not a SQLite database, or holds a
-/// schema this build does not know; the message names which.
-pub async fn open(url: &str, sync: SyncLevel) -> anyhow::Result<(Reader, Appender, i64)> {
-    let base = SqliteConnectOptions::from_str(url)
-        .with_context(|| format!("{url} is not a valid sqlite:// database URL"))?
-        .busy_timeout(BUSY_TIMEOUT)
-        .log_statements(tracing::log::LevelFilter::Trace);
-
+/// schema this build does not know (or, with [`SchemaMode::Check`], is behind it); the
+/// message names which.
+pub async fn open(
+    url: &str,
+    sync: SyncLevel,
+    mode: SchemaMode,
+) -> anyhow::Result<(Reader, Appender, i64)> {
+    let base = options(url)?;
     let synchronous = match sync {
         SyncLevel::Full => SqliteSynchronous::Full,
         SyncLevel::Normal => SqliteSynchronous::Normal,
     };
     let mut writer = base
         .clone()
-        .create_if_missing(true)
+        .create_if_missing(mode == SchemaMode::Migrate)
         .journal_mode(SqliteJournalMode::Wal)
         .synchronous(synchronous)
         .connect()
         .await
-        .with_context(|| format!("cannot open the database {url}"))?;
-    let migrator = sqlx::migrate!();
-    let migrated = async {
-        writer.ensure_migrations_table().await?;
-        let applied = writer.list_applied_migrations().await?;
-        let started = migrate::announce(&migrator, &applied);
-        migrator.run(&mut writer).await?;
-        migrate::done(started);
-        Ok::<_, sqlx::migrate::MigrateError>(())
-    };
-    migrated
-        .await
-        .with_context(|| format!("cannot migrate the database {url}"))?;
+        .with_context(|| match mode {
+            SchemaMode::Migrate => format!("cannot open the database {url}"),
+            SchemaMode::Check => format!(
+                "cannot open the database {url} (with --no-migrate it must exist: `factlog migrate` creates it)"
+            ),
+        })?;
+    prepare_schema(&mut writer, url, mode).await?;
 
     let pool = SqlitePoolOptions::new()
         .max_connections(READ_CONNECTIONS)
@@ -78,4 +76,73 @@ pub async fn open(url: &str, sync: SyncLevel) -> anyhow::Result<(Reader, Appende
         .await
         .with_context(|| format!("cannot read the database {url}"))?;
     Ok((reader, Appender::new(writer, sync), newest_id))
+}
+
+/// `factlog migrate`: creates the database at `url` if missing and applies pending
+/// migrations; returns the schema version it is at now.
+///
+/// # Errors
+/// As [`open`].
+pub async fn migrate(url: &str) -> anyhow::Result<i64> {
+    let mut conn = options(url)?
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        .connect()
+        .await
+        .with_context(|| format!("cannot open the database {url}"))?;
+    let state = prepare_schema(&mut conn, url, SchemaMode::Migrate).await?;
+    conn.close().await?;
+    Ok(state.known_version())
+}
+
+/// The options every connection to `url` starts from.
+pub(super) fn options(url: &str) -> anyhow::Result<SqliteConnectOptions> {
+    Ok(SqliteConnectOptions::from_str(url)
+        .with_context(|| format!("{url} is not a valid sqlite:// database URL"))?
+        .busy_timeout(BUSY_TIMEOUT)
+        .log_statements(tracing::log::LevelFilter::Trace))
+}
+
+/// Migrates the schema, or with [`SchemaMode::Check`] checks that it is current; refuses a
+/// schema newer than this build's.
+async fn prepare_schema(
+    conn: &mut SqliteConnection,
+    url: &str,
+    mode: SchemaMode,
+) -> anyhow::Result<SchemaState> {
+    let migrator = sqlx::migrate!();
+    if mode == SchemaMode::Migrate {
+        conn.ensure_migrations_table()
+            .await
+            .with_context(|| format!("cannot migrate the database {url}"))?;
+    }
+    let applied = conn.list_applied_migrations().await.with_context(|| {
+        format!("cannot read the schema of {url} (a new database needs `factlog migrate` first)")
+    })?;
+    let state = SchemaState::of(&migrator, &applied)?;
+    if let Some(version) = state.unknown_version() {
+        // Written by the newer release's own migration; any failure to read it only makes
+        // the message vaguer.
+        let release = sqlx::query_scalar!(
+            "SELECT factlog_version FROM schema_versions WHERE version = ?",
+            version
+        )
+        .fetch_optional(&mut *conn)
+        .await
+        .ok()
+        .flatten();
+        return Err(state.newer_than_this_build(version, release.as_deref()));
+    }
+    match mode {
+        SchemaMode::Check => state.require_current()?,
+        SchemaMode::Migrate => {
+            let started = state.announce(&applied);
+            migrator
+                .run(&mut *conn)
+                .await
+                .with_context(|| format!("cannot migrate the database {url}"))?;
+            migrate::done(started);
+        }
+    }
+    Ok(state)
 }

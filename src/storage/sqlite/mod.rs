@@ -7,11 +7,13 @@
 //!   WAL mode readers never block the writer and the writer never blocks readers.
 
 mod appender;
+mod backup;
 mod classify;
 mod connect;
 mod reader;
 mod topics;
 
 pub use appender::Appender;
-pub use connect::open;
+pub use backup::{Copied, backup};
+pub use connect::{migrate, open};
 pub use reader::Reader;

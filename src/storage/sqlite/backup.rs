@@ -1,0 +1,100 @@
+//! `factlog backup`: a consistent copy of a live SQLite log, made with `VACUUM INTO` on a
+//! read-only connection. In WAL mode the copy is one read transaction's snapshot: servers
+//! go on appending and answering while it is made, and every fact committed before it
+//! began is in it, with its id, its key and the log's identity.
+
+use std::fs::File;
+use std::path::Path;
+
+use anyhow::Context as _;
+use sqlx::sqlite::SqliteConnectOptions;
+use sqlx::{ConnectOptions as _, Connection as _};
+
+use super::connect::options;
+
+/// What a backup holds.
+#[derive(Debug)]
+pub struct Copied {
+    /// The newest id the copy has handed out (0 for an empty log).
+    pub newest_id: i64,
+    /// The copy's size on disk.
+    pub bytes: u64,
+}
+
+/// Copies the SQLite log at `url` into the new file `out`.
+///
+/// # Errors
+/// When `out` exists (a backup never overwrites), the log cannot be opened or read, or the
+/// copy cannot be written; the message names which.
+pub async fn backup(url: &str, out: &Path) -> anyhow::Result<Copied> {
+    if out.exists() {
+        anyhow::bail!(
+            "{} exists: a backup never overwrites a file; name a new one",
+            out.display()
+        );
+    }
+    let name = out
+        .file_name()
+        .with_context(|| format!("{} names no file to write", out.display()))?;
+    // Written under a temporary name beside the final one (so the rename below stays on
+    // one file system), and a leftover of an interrupted backup is no backup: removed.
+    let partial = out.with_file_name(format!("{}.partial", name.to_string_lossy()));
+    match std::fs::remove_file(&partial) {
+        Ok(()) => {}
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+        Err(err) => {
+            return Err(err).with_context(|| format!("cannot remove {}", partial.display()));
+        }
+    }
+    let target = partial
+        .to_str()
+        .with_context(|| format!("{} is not a UTF-8 path", partial.display()))?;
+
+    let mut conn = options(url)?
+        .read_only(true)
+        .connect()
+        .await
+        .with_context(|| format!("cannot open the database {url}"))?;
+    // Not a query with rows to check: sqlx's macros have nothing to verify here.
+    sqlx::query("VACUUM INTO ?")
+        .bind(target)
+        .execute(&mut conn)
+        .await
+        .with_context(|| format!("cannot copy {url} into {}", partial.display()))?;
+    conn.close().await?;
+
+    // VACUUM INTO does not sync what it wrote. Synced, then renamed, then the folder
+    // synced: after a power cut the final name holds a whole copy or is not there.
+    File::open(&partial)
+        .and_then(|file| file.sync_all())
+        .with_context(|| format!("cannot sync {}", partial.display()))?;
+    std::fs::rename(&partial, out)
+        .with_context(|| format!("cannot rename {} to {}", partial.display(), out.display()))?;
+    let folder = match out.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    File::open(folder)
+        .and_then(|dir| dir.sync_all())
+        .with_context(|| format!("cannot sync the folder {}", folder.display()))?;
+
+    // What the copy holds, read from the copy.
+    let mut copy = SqliteConnectOptions::new()
+        .filename(out)
+        .read_only(true)
+        .connect()
+        .await
+        .with_context(|| format!("cannot open the copy {}", out.display()))?;
+    let newest_id = sqlx::query_scalar!(
+        r#"SELECT coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'facts'), 0)
+               AS "id!: i64""#
+    )
+    .fetch_one(&mut copy)
+    .await
+    .with_context(|| format!("cannot read the copy {}", out.display()))?;
+    copy.close().await?;
+    let bytes = std::fs::metadata(out)
+        .with_context(|| format!("cannot read the size of {}", out.display()))?
+        .len();
+    Ok(Copied { newest_id, bytes })
+}
