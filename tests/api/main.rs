@@ -4,6 +4,7 @@
 //! `support.rs` holds what several files here check alike.
 
 mod access;
+mod backup;
 mod bad_posts;
 mod clients;
 mod edge;
@@ -23,6 +24,7 @@ mod schema;
 mod shutdown;
 mod slow_readers;
 mod support;
+mod systemd;
 mod token_expiry;
 mod tokens;
 mod topics;
