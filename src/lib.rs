@@ -35,8 +35,9 @@
 //! Imports run downward only, so each concern has one home and a change finds it:
 //!
 //! 1. leaves, which import nothing of ours: [`domain`] (values and frame text),
-//!    [`config`] (the command line), [`metrics`], [`shutdown`]; then [`telemetry`] and
-//!    [`auth`] (tokens and who may read and write);
+//!    [`config`] (the command line), [`metrics`], [`shutdown`]; then [`telemetry`],
+//!    [`auth`] (tokens and who may read and write) and [`client`] (`factlog tail` and
+//!    `factlog publish`, which speak only the HTTP API);
 //! 2. [`storage`]: engines, the writer; committed facts leave it through
 //!    [`storage::Publish`];
 //! 3. [`notifier`]: the fan-out, which implements `Publish`;
@@ -49,6 +50,7 @@
 
 pub mod app;
 pub mod auth;
+pub mod client;
 pub mod config;
 pub mod domain;
 pub mod http;

@@ -4,6 +4,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
+use factlog::client::{self, PublishArgs, TailArgs};
 use factlog::config::{BackupArgs, MigrateArgs, TokenArgs};
 use factlog::{App, Config, auth, storage, telemetry};
 use tokio_util::sync::CancellationToken;
@@ -29,6 +30,12 @@ enum Command {
     Migrate(MigrateArgs),
     /// Copy a SQLite log, while servers go on using it, into a new file.
     Backup(BackupArgs),
+    /// Follow a server's log, printing one fact per line; resumes exactly where it
+    /// stopped with --state.
+    Tail(TailArgs),
+    /// Publish a fact, or one fact per line of standard input, each with an idempotency
+    /// key: a retry or a rerun never appends twice.
+    Publish(PublishArgs),
     /// Print a signed token, for trying the server out (production tokens come from the
     /// application's own backend).
     Token(TokenArgs),
@@ -67,6 +74,32 @@ async fn main() -> ExitCode {
                         )
                     }),
             );
+        }
+        Some(Command::Tail(args)) => {
+            let stop = CancellationToken::new();
+            cancel_on_signal(stop.clone());
+            return match client::tail(args, stop).await {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(err) => {
+                    eprintln!("factlog tail: {err:#}");
+                    ExitCode::FAILURE
+                }
+            };
+        }
+        Some(Command::Publish(args)) => {
+            return match client::publish(args).await {
+                Ok(published) => {
+                    eprintln!(
+                        "factlog publish: {} appended, {} already in the log",
+                        published.appended, published.already
+                    );
+                    ExitCode::SUCCESS
+                }
+                Err(err) => {
+                    eprintln!("factlog publish: {err:#}");
+                    ExitCode::FAILURE
+                }
+            };
         }
         Some(Command::Token(args)) => {
             return report(anyhow::Context::context(

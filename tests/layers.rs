@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 /// own files).
 const LAYERS: &[&[&str]] = &[
     &["domain", "config", "metrics", "shutdown"],
-    &["telemetry", "auth"],
+    &["telemetry", "auth", "client"],
     &["storage"],
     &["notifier"],
     &["http"],

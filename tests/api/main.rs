@@ -6,6 +6,7 @@
 mod access;
 mod backup;
 mod bad_posts;
+mod cli;
 mod clients;
 mod edge;
 mod events;
