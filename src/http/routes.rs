@@ -5,8 +5,9 @@
 //! 2. The JSON error catch-all, inside the edge so error responses get the request id and
 //!    are logged and counted with their status.
 //! 3. CORS.
-//! 4. The routes. The publishing guard (`middleware::publishing`: token, then body size)
-//!    sits on the POST operations only.
+//! 4. The routes: every one an operation of the API (`api/`), and so in its description,
+//!    but the description itself (`/openapi.json`, `/docs`). The publishing guard
+//!    (`middleware::publishing`: token, then body size) sits on the POST operations only.
 //!
 //! No compression or buffering middleware: SSE frames must reach the socket as written.
 
@@ -14,12 +15,12 @@ use std::sync::Arc;
 
 use poem::http::header;
 use poem::middleware::Cors;
-use poem::{Endpoint, EndpointExt as _, Response, Route, get};
+use poem::{Endpoint, EndpointExt as _, Response, Route};
 
+use super::api;
 use super::error::json_error_response;
 use super::middleware::edge::edge;
 use super::state::AppState;
-use super::{api, ops, sse};
 
 /// Builds the whole service over `state`.
 pub fn build(state: AppState) -> impl Endpoint<Output = Response> {
@@ -30,10 +31,6 @@ pub fn build(state: AppState) -> impl Endpoint<Output = Response> {
     let metrics = Arc::clone(&state.metrics);
     // The edge goes over a boxed inner tree: see `middleware/edge.rs`.
     let inner = Route::new()
-        .at("/events", get(sse::events))
-        .at("/topics/:topic/events", get(sse::topic_events))
-        .at("/metrics", get(ops::metrics))
-        .at("/healthz", get(ops::healthz))
         .at("/openapi.json", spec)
         .nest("/docs", docs)
         .nest("/", api)
