@@ -1,9 +1,10 @@
 //! What operators and load balancers ask: `GET /healthz` and `GET /metrics`. The API
-//! (`api/service.rs`) serves and describes both.
+//! (`api/service.rs`) serves and describes both; with `--metrics-listen`, the metrics are
+//! served on that address instead, by [`metrics_endpoint`].
 
 use poem::http::{HeaderValue, StatusCode, header};
-use poem::web::Json;
-use poem::{IntoResponse as _, Response};
+use poem::web::{Data, Json};
+use poem::{IntoResponse as _, Response, handler};
 
 use super::error::{AppError, json_error};
 use super::state::AppState;
@@ -29,6 +30,12 @@ pub async fn healthz(state: &AppState) -> Response {
 
 /// The content type of the metrics text.
 pub const METRICS_CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// `GET /metrics` on the address of `--metrics-listen`.
+#[handler]
+pub async fn metrics_endpoint(state: Data<&AppState>) -> Response {
+    metrics(&state).await
+}
 
 /// `GET /metrics`, in the OpenMetrics text format (which Prometheus reads).
 pub async fn metrics(state: &AppState) -> Response {

@@ -1,5 +1,6 @@
 //! What operators and load balancers ask, as the description shows it: `GET /healthz` and
-//! `GET /metrics`. The answers are `ops.rs`'s.
+//! `GET /metrics`. The answers are `ops.rs`'s, which the private metrics address serves
+//! too.
 
 use poem::web::Data;
 use poem_openapi::OpenApi;
@@ -40,12 +41,19 @@ pub struct MetricsText;
 impl Declared for MetricsText {
     fn meta() -> MetaResponses {
         MetaResponses {
-            responses: vec![text_response(
-                200,
-                "Every metric, in the OpenMetrics text format, which Prometheus reads (README, \"Watching it\", lists them).",
-                ops::METRICS_CONTENT_TYPE,
-                "# HELP factlog_facts_appended Facts committed to the log.\n# TYPE factlog_facts_appended counter\nfactlog_facts_appended_total 42\n# EOF\n",
-            )],
+            responses: vec![
+                text_response(
+                    200,
+                    "Every metric, in the OpenMetrics text format, which Prometheus reads (README, \"Watching it\", lists them).",
+                    ops::METRICS_CONTENT_TYPE,
+                    "# HELP factlog_facts_appended Facts committed to the log.\n# TYPE factlog_facts_appended counter\nfactlog_facts_appended_total 42\n# EOF\n",
+                ),
+                json_response(
+                    404,
+                    "With `--metrics-listen`: the metrics are served on that address only, and this one has no such endpoint.",
+                    serde_json::json!({ "error": "no such endpoint" }),
+                ),
+            ],
         }
     }
 }
@@ -59,8 +67,14 @@ impl ServiceApi {
     }
 
     /// The metrics, for Prometheus.
+    ///
+    /// With `--metrics-listen`, served on that address instead (plain HTTP, nothing else
+    /// there), and not here: this answers 404, so that the metrics can be kept private.
     #[oai(path = "/metrics", method = "get")]
-    async fn metrics(&self, state: Data<&AppState>) -> Built<MetricsText> {
-        Built::new(ops::metrics(&state).await)
+    async fn metrics(&self, state: Data<&AppState>) -> poem::Result<Built<MetricsText>> {
+        if state.config.metrics_listen.is_some() {
+            return Err(poem::error::NotFoundError.into());
+        }
+        Ok(Built::new(ops::metrics(&state).await))
     }
 }
