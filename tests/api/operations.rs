@@ -281,3 +281,32 @@ async fn metrics_listen_serves_the_metrics_there_and_not_on_the_public_address()
     let text = scrape(&app, &format!("http://{private}/metrics")).await;
     assert_eq!(requests_counted(&text, "GET", "/metrics"), Some(1.0));
 }
+
+#[tokio::test]
+async fn the_readme_lists_every_metric() {
+    let app = spawn_app().await;
+    // A family with labels shows once it has a series: one request gives them theirs.
+    app.append(&json!({"n": 1})).await;
+    let text = scrape(&app, &app.url("/metrics")).await;
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))
+        .expect("the README");
+    let watching = readme
+        .split("### Watching it")
+        .nth(1)
+        .and_then(|rest| rest.split("\n## ").next())
+        .expect("a \"Watching it\" section");
+    let families: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.split(' ').next())
+        .collect();
+    assert!(families.len() >= 12, "{families:?}");
+    let missing: Vec<&&str> = families
+        .iter()
+        .filter(|name| !watching.contains(&format!("`{name}")))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "not in README's \"Watching it\": {missing:?}"
+    );
+}
