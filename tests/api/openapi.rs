@@ -5,7 +5,9 @@
 //!
 //! "Every route" is not a list kept here: the routes are read from the source (each
 //! `#[oai(path = ...)]` operation and each `.at(...)`/`.nest(...)` of the router), and
-//! each path of the description is requested.
+//! each operation of the description is requested: it must answer with a status and
+//! content type the description lists, and on a server that needs tokens, ask for one
+//! only where it declares the schemes and take each scheme it declares.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -117,56 +119,114 @@ fn media(content_type: &str) -> String {
         .to_ascii_lowercase()
 }
 
-#[tokio::test]
-async fn every_described_operation_answers_as_described() {
-    let app = spawn_app().await;
-    // Something to find at every `{param}` = "1": topic "1" holds fact 1.
-    app.append_at("/topics/1/facts", &json!({"n": 1})).await;
-    let doc = description(&app).await;
-    let mut checked = 0;
+/// Where a request presents a token.
+#[derive(Clone, Copy, Debug)]
+enum Present<'t> {
+    Nothing,
+    Bearer(&'t str),
+    Cookie(&'t str),
+    Query(&'t str),
+}
+
+/// What one described operation answered.
+#[derive(Debug)]
+struct Answer {
+    what: String,
+    status: u16,
+    /// The content type sent, without parameters.
+    sent: String,
+    /// The content types the description lists for that status.
+    listed: Vec<String>,
+    /// The security schemes the operation declares.
+    schemes: Vec<String>,
+}
+
+/// Requests every operation of `doc` once, presenting `present`, with "1" for every path
+/// parameter and a JSON body for a POST. An event stream's answer is its head; the stream
+/// is dropped with it.
+async fn answer_each(app: &TestApp, doc: &Value, present: Present<'_>) -> Vec<Answer> {
+    let mut answers = Vec::new();
     for (path, operations) in doc["paths"].as_object().expect("paths") {
         let url: Vec<&str> = path
             .split('/')
             .map(|s| if s.starts_with('{') { "1" } else { s })
             .collect();
-        let url = app.url(&url.join("/"));
+        let mut url = app.url(&url.join("/"));
+        if let Present::Query(token) = present {
+            url.push_str(&format!("?access_token={token}"));
+        }
         for (method, operation) in operations.as_object().expect("operations") {
             let method: reqwest::Method = method.to_uppercase().parse().expect("a method");
             let mut request = app.client.request(method.clone(), &url);
             if method == reqwest::Method::POST {
                 request = request.json(&json!({"from": "the description"}));
             }
-            // An event stream's answer is its head; the stream is dropped with it.
+            request = match present {
+                Present::Bearer(token) => request.bearer_auth(token),
+                Present::Cookie(token) => {
+                    request.header("cookie", format!("factlog_token={token}"))
+                }
+                Present::Nothing | Present::Query(_) => request,
+            };
             let response = request.send().await.expect("answered");
             let status = response.status().as_u16();
-            assert!(
-                status != 404 && status != 405,
-                "{method} {path} is described but answers {status}"
-            );
-            let declared = &operation["responses"][status.to_string()]["content"];
-            assert!(
-                declared.is_object(),
-                "{method} {path} answers {status}, which its description does not list"
-            );
             let sent = response
                 .headers()
                 .get("content-type")
                 .and_then(|v| v.to_str().ok())
                 .map(media)
                 .unwrap_or_default();
-            let listed: Vec<String> = declared
+            let listed = operation["responses"][status.to_string()]["content"]
                 .as_object()
                 .into_iter()
                 .flat_map(|c| c.keys().map(|k| media(k)))
                 .collect();
-            assert!(
-                listed.contains(&sent),
-                "{method} {path}: sends {sent:?}, described as {listed:?}"
-            );
-            checked += 1;
+            let schemes = operation["security"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .flat_map(|s| s.as_object().into_iter().flat_map(|o| o.keys().cloned()))
+                .collect();
+            answers.push(Answer {
+                what: format!("{method} {path} ({present:?})"),
+                status,
+                sent,
+                listed,
+                schemes,
+            });
         }
     }
-    assert!(checked > 10, "only {checked} operations described");
+    assert!(
+        answers.len() > 10,
+        "only {} operations described",
+        answers.len()
+    );
+    answers
+}
+
+#[tokio::test]
+async fn every_described_operation_answers_as_described() {
+    let app = spawn_app().await;
+    // Something to find at every `{param}` = "1": topic "1" holds fact 1.
+    app.append_at("/topics/1/facts", &json!({"n": 1})).await;
+    let doc = description(&app).await;
+    for answer in answer_each(&app, &doc, Present::Nothing).await {
+        let Answer { what, status, .. } = &answer;
+        assert!(
+            *status != 404 && *status != 405,
+            "{what} is described but answers {status}"
+        );
+        assert!(
+            !answer.listed.is_empty(),
+            "{what} answers {status}, which its description does not list"
+        );
+        assert!(
+            answer.listed.contains(&answer.sent),
+            "{what}: sends {:?}, described as {:?}",
+            answer.sent,
+            answer.listed
+        );
+    }
     for path in UNDESCRIBED {
         let response = app
             .client
@@ -175,6 +235,73 @@ async fn every_described_operation_answers_as_described() {
             .await
             .expect("answered");
         assert_eq!(response.status(), 200, "{path}");
+    }
+}
+
+/// On a server where every read and append needs a token, the operations that ask for one
+/// are those that declare the schemes, and each declared scheme is one they take.
+#[tokio::test]
+async fn the_token_schemes_are_declared_where_tokens_are_taken() {
+    let app = spawn_with(|c| {
+        crate::access::secured(c);
+        c.public_topics = String::new();
+    })
+    .await;
+    let everything = token::token(&["*"], &["*"]);
+    app.append_presenting("/topics/1/facts", &json!({"n": 1}), Some(&everything))
+        .await;
+    let doc = description(&app).await;
+
+    let refused = answer_each(&app, &doc, Present::Nothing).await;
+    let refused: Vec<&Answer> = refused.iter().filter(|a| a.status == 401).collect();
+    for what in [
+        "GET /events",
+        "GET /topics/{topic}/events",
+        "POST /facts",
+        "GET /facts",
+    ] {
+        assert!(
+            refused
+                .iter()
+                .any(|a| a.what.starts_with(&format!("{what} "))),
+            "{what} needs a token here: {refused:#?}"
+        );
+    }
+    for answer in refused {
+        assert!(
+            answer.schemes.iter().any(|s| s == "bearerToken"),
+            "{} asks for a token but declares none",
+            answer.what
+        );
+    }
+    for answer in answer_each(&app, &doc, Present::Bearer(&everything)).await {
+        assert!(
+            answer.status != 401 && answer.status != 403,
+            "{}: {}",
+            answer.what,
+            answer.status
+        );
+    }
+    for (present, scheme) in [
+        (Present::Cookie(&everything), "cookieToken"),
+        (Present::Query(&everything), "queryToken"),
+    ] {
+        for answer in answer_each(&app, &doc, present).await {
+            if answer.schemes.iter().any(|s| s == scheme) {
+                assert!(
+                    answer.status != 401 && answer.status != 403,
+                    "{} declares {scheme} but answers {}",
+                    answer.what,
+                    answer.status
+                );
+            } else if !answer.schemes.is_empty() {
+                assert_eq!(
+                    answer.status, 401,
+                    "{} takes {scheme} undeclared",
+                    answer.what
+                );
+            }
+        }
     }
 }
 
