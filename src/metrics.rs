@@ -4,7 +4,8 @@
 //!
 //! A leaf: it imports nothing of this crate, so the writer, the streams and the HTTP edge
 //! can all count into it. Everything is a plain atomic on the hot paths: a counter add per
-//! commit, per stream write and per response, a histogram observation per commit.
+//! commit, per stream write and per response, a histogram observation per commit; per
+//! request, the duration's series is found under a shared read lock first.
 
 use std::sync::Arc;
 
