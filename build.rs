@@ -9,12 +9,17 @@
 //!   or give it TLS need one; a server of `FACTLOG_TEST_POSTGRES_URL` is not ours to
 //!   reconfigure).
 //!
+//! It also gives the binary its git commit, for the `factlog_build_info` metric, as the
+//! variable `FACTLOG_GIT_COMMIT` (see [`git_commit`]).
+//!
 //! `FACTLOG_REQUIRE_BROWSER=1` and `FACTLOG_REQUIRE_POSTGRES=1` (set by `.ci/run`) set
 //! none of them: the tests run, and fail where the programs are missing.
 
 use std::path::Path;
+use std::process::Command;
 
 fn main() {
+    git_commit();
     for cfg in ["no_browser", "no_postgres", "no_pg_cluster"] {
         println!("cargo::rustc-check-cfg=cfg({cfg})");
     }
@@ -71,4 +76,41 @@ fn postgres_server_programs() -> bool {
             .filter_map(Result::ok)
             .any(|version| version.path().join("bin/initdb").is_file())
     })
+}
+
+/// Sets `FACTLOG_GIT_COMMIT` for the crate: the variable's own value when the build's
+/// environment sets it (a build from a source archive can say where it came from), else
+/// the checkout's `HEAD` as `git rev-parse` gives it. Without git or a checkout, nothing:
+/// the metric then says `unknown`, and the build goes on.
+fn git_commit() {
+    println!("cargo::rerun-if-env-changed=FACTLOG_GIT_COMMIT");
+    if let Ok(commit) = std::env::var("FACTLOG_GIT_COMMIT") {
+        println!("cargo::rustc-env=FACTLOG_GIT_COMMIT={commit}");
+        return;
+    }
+    let git = |args: &[&str]| -> Option<String> {
+        let output = Command::new("git").args(args).output().ok()?;
+        let text = String::from_utf8(output.stdout).ok()?;
+        let text = text.trim();
+        (output.status.success() && !text.is_empty()).then(|| text.to_owned())
+    };
+    let Some(commit) = git(&["rev-parse", "--short=12", "HEAD"]) else {
+        return;
+    };
+    // A commit or a checkout changes HEAD, the branch it names, or the packed refs: the
+    // next build asks again. Only files that exist are watched (see `main`).
+    let branch = git(&["symbolic-ref", "-q", "HEAD"]);
+    let watched = [
+        Some("HEAD".to_owned()),
+        branch,
+        Some("packed-refs".to_owned()),
+    ];
+    for name in watched.into_iter().flatten() {
+        if let Some(path) = git(&["rev-parse", "--git-path", &name]) {
+            if Path::new(&path).exists() {
+                println!("cargo::rerun-if-changed={path}");
+            }
+        }
+    }
+    println!("cargo::rustc-env=FACTLOG_GIT_COMMIT={commit}");
 }

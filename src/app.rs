@@ -36,6 +36,8 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 pub struct App {
     listener: TcpListener,
     local_addr: SocketAddr,
+    /// With `--metrics-listen`, the address `/metrics` is served on instead.
+    metrics_listener: Option<(TcpListener, SocketAddr)>,
     config: Arc<Config>,
     policy: Arc<Policy>,
     storage: Storage,
@@ -117,6 +119,18 @@ impl App {
         let local_addr = listener
             .local_addr()
             .context("the listener has no address")?;
+        let metrics_listener = match config.metrics_listen {
+            Some(addr) => {
+                let listener = server::bind(addr)
+                    .with_context(|| format!("cannot listen on {addr} for --metrics-listen"))?;
+                let bound = listener
+                    .local_addr()
+                    .context("the listener has no address")?;
+                tracing::info!(addr = %bound, "metrics served on http://{bound}/metrics");
+                Some((listener, bound))
+            }
+            None => None,
+        };
         #[cfg(unix)]
         let hangups = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
             Ok(hangups) => Some(hangups),
@@ -138,6 +152,7 @@ impl App {
         Ok(Self {
             listener,
             local_addr,
+            metrics_listener,
             config: Arc::new(config),
             policy: Arc::new(policy),
             storage,
@@ -158,11 +173,18 @@ impl App {
         self.local_addr
     }
 
+    /// The address `/metrics` is served on with `--metrics-listen` (the real port when it
+    /// asked for port 0).
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_listener.as_ref().map(|(_, addr)| *addr)
+    }
+
     /// Serves until `shutdown` is cancelled, then stops in order (see the module comment).
     pub async fn run(self, shutdown: CancellationToken) {
         let Self {
             listener,
             local_addr,
+            metrics_listener,
             config,
             policy,
             storage,
@@ -190,7 +212,7 @@ impl App {
             header_timeout: Duration::from_secs(config.header_timeout_secs),
             max_connections: config.max_connections,
         };
-        let routes = routes::build(AppState {
+        let state = AppState {
             storage: storage.clone(),
             writer,
             notifier: Arc::clone(&notifier),
@@ -199,7 +221,17 @@ impl App {
             log_id,
             shutdown: shutdown.clone(),
             metrics,
+        };
+        // Its routes hold a WriterHandle too: it is drained before the writer is awaited.
+        let metrics_server = metrics_listener.map(|(listener, _)| {
+            let routes = routes::metrics_only(state.clone());
+            let shutdown = shutdown.clone();
+            tokio::spawn(async move {
+                let connections = server::accept_until(listener, routes, limits, None, &shutdown);
+                connections.await.drain(SHUTDOWN_GRACE).await
+            })
         });
+        let routes = routes::build(state);
         let acceptor = tls.as_deref().map(Tls::acceptor);
         // Ready: migrated, bound, and the accept loop starts now (connections made before
         // it wait in the listen queue). A unit with `Type=notify` starts its dependents here.
@@ -219,6 +251,11 @@ impl App {
                 open,
                 "connections still open after the grace period; closing them"
             );
+        }
+        if let Some(task) = metrics_server {
+            if let Err(err) = task.await {
+                tracing::error!(cause = %err, "the metrics server failed");
+            }
         }
         // The routes held every WriterHandle; with the connections gone the writer drains
         // its queue and stops. A connection still open past the grace period may hold one

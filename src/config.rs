@@ -52,6 +52,11 @@ pub struct Config {
     #[arg(long, env = "FACTLOG_LISTEN", default_value = "127.0.0.1:3001")]
     pub listen: SocketAddr,
 
+    /// Serve `GET /metrics` on this address (plain HTTP, nothing else on it) instead of on
+    /// --listen, which then answers 404 there: metrics can be kept private.
+    #[arg(long, env = "FACTLOG_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
+
     /// Where the log lives: a sqlite:// file (one instance) or a postgres:// database
     /// (shared by several instances); created if missing and migrated on start (unless
     /// --no-migrate).
@@ -284,6 +289,7 @@ impl Config {
     pub fn new(listen: SocketAddr, database_url: impl Into<String>) -> Self {
         Self {
             listen,
+            metrics_listen: None,
             database_url: database_url.into(),
             no_migrate: false,
             retry_ms: 2000,

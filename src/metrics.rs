@@ -4,7 +4,8 @@
 //!
 //! A leaf: it imports nothing of this crate, so the writer, the streams and the HTTP edge
 //! can all count into it. Everything is a plain atomic on the hot paths: a counter add per
-//! commit, per stream write and per response, a histogram observation per commit.
+//! commit, per stream write and per response, a histogram observation per commit; per
+//! request, the duration's series is found under a shared read lock first.
 
 use std::sync::Arc;
 
@@ -22,6 +23,39 @@ struct StatusLabel {
     status: u16,
 }
 
+/// A request's method and route, as labels. The route is the template a request matched
+/// (`/topics/{topic}/facts`), never its path: the set of values stays as small as the API.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RouteLabels {
+    method: &'static str,
+    route: Arc<str>,
+}
+
+/// The labels of `factlog_build_info`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BuildLabels {
+    version: &'static str,
+    commit: &'static str,
+}
+
+/// The route label of a request that matched no route: an unknown path, a CORS preflight
+/// (answered before routing).
+pub const NO_ROUTE: &str = "none";
+
+/// The version the binary was built from, and its git commit (`unknown` when it was built
+/// outside a git checkout; see `build.rs`).
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+/// See [`VERSION`].
+pub const COMMIT: &str = match option_env!("FACTLOG_GIT_COMMIT") {
+    Some(commit) => commit,
+    None => "unknown",
+};
+
+/// A histogram of request durations: 250 µs to about 8 s.
+fn duration_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.00025, 2.0, 16))
+}
+
 /// The service's metrics. Shared as `Arc<Metrics>`.
 #[derive(Debug)]
 pub struct Metrics {
@@ -36,6 +70,7 @@ pub struct Metrics {
     streams_expired: Counter,
     stream_bytes: Counter,
     responses: Family<StatusLabel, Counter>,
+    request_seconds: Family<RouteLabels, Histogram, fn() -> Histogram>,
 }
 
 impl Metrics {
@@ -107,6 +142,28 @@ impl Metrics {
             "HTTP responses by status code",
             responses.clone(),
         );
+        let request_seconds =
+            Family::<RouteLabels, Histogram, fn() -> Histogram>::new_with_constructor(
+                duration_histogram,
+            );
+        registry.register_with_unit(
+            "factlog_http_request_duration",
+            "Time from a request's arrival to its response's head, by method and route template (route=\"none\": no route matched). An event stream's is the time to open it, not how long it stays open",
+            Unit::Seconds,
+            request_seconds.clone(),
+        );
+        let build_info = Family::<BuildLabels, Gauge>::default();
+        build_info
+            .get_or_create(&BuildLabels {
+                version: VERSION,
+                commit: COMMIT,
+            })
+            .set(1);
+        registry.register(
+            "factlog_build_info",
+            "Always 1; its labels say which version and git commit the binary was built from",
+            build_info,
+        );
         Arc::new(Self {
             registry,
             facts_appended,
@@ -119,6 +176,7 @@ impl Metrics {
             streams_expired,
             stream_bytes,
             responses,
+            request_seconds,
         })
     }
 
@@ -158,6 +216,17 @@ impl Metrics {
             .inc();
     }
 
+    /// A request for `route` (a template, or [`NO_ROUTE`]) with `method` was answered,
+    /// its response's head ready `seconds` after it arrived.
+    pub fn request_took(&self, method: &poem::http::Method, route: Arc<str>, seconds: f64) {
+        self.request_seconds
+            .get_or_create(&RouteLabels {
+                method: method_label(method),
+                route,
+            })
+            .observe(seconds);
+    }
+
     /// The text exposition, with the stream count and the database's size as of now
     /// (`None` when it could not be read: the last size read is kept).
     ///
@@ -176,5 +245,21 @@ impl Metrics {
         let mut text = String::new();
         prometheus_client::encoding::text::encode(&mut text, &self.registry)?;
         Ok(text)
+    }
+}
+
+/// A method as a label: the ones the API serves and a browser sends, and `other` for the
+/// rest, which a client may make up at will.
+fn method_label(method: &poem::http::Method) -> &'static str {
+    use poem::http::Method;
+    match *method {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::PATCH => "PATCH",
+        Method::OPTIONS => "OPTIONS",
+        _ => "other",
     }
 }

@@ -1,16 +1,25 @@
-//! Property-based fuzzing of every parser of outside input, and of the SSE framing.
+//! Property-based fuzzing of every parser of outside input, and of the SSE framing, which
+//! two parsers read back: the WHATWG algorithm written out here, and the
+//! `eventsource-stream` crate, written by others, fed the bytes in arbitrary pieces as a
+//! network delivers them. They must agree on everything the server renders.
 //!
 //! `cargo test --test fuzz` runs each property over 256 generated cases (what CI runs);
 //! `PROPTEST_CASES=200000 cargo test --release --test fuzz` is the long run. A failing case
 //! is shrunk to a minimal one and saved under `proptest-regressions/`, to be committed.
 
-use bytes::BytesMut;
+use std::convert::Infallible;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use eventsource_stream::Eventsource as _;
 use factlog::domain::frame::{self, Format};
 use factlog::domain::{
     EventName, FactRecord, IdempotencyKey, StartPosition, TopicName, parse_position,
     parse_urlencoded,
 };
+use futures_util::{FutureExt as _, StreamExt as _};
 use proptest::prelude::*;
+use proptest::sample::Index;
 use serde_json::Value;
 
 /// An event as a WHATWG `text/event-stream` parser dispatches it.
@@ -69,6 +78,65 @@ fn whatwg_parse(stream: &str) -> Vec<Dispatched> {
     events
 }
 
+/// An event as `eventsource-stream` dispatches it, with the reconnection delay its block
+/// set.
+#[derive(Debug, PartialEq)]
+struct Other {
+    dispatched: Dispatched,
+    retry: Option<Duration>,
+}
+
+/// The second oracle: what `eventsource-stream` dispatches from `stream` delivered in
+/// pieces cut at `cuts` (anywhere: inside a line, inside a character), as one would read
+/// it from a socket.
+fn eventsource_parse(stream: &[u8], cuts: &[Index]) -> Vec<Other> {
+    let mut at: Vec<usize> = cuts.iter().map(|cut| cut.index(stream.len() + 1)).collect();
+    at.push(stream.len());
+    at.sort_unstable();
+    let mut start = 0;
+    let mut pieces = Vec::new();
+    for end in at {
+        pieces.push(Ok::<_, Infallible>(Bytes::copy_from_slice(
+            &stream[start..end],
+        )));
+        start = end;
+    }
+    futures_util::stream::iter(pieces)
+        .eventsource()
+        .collect::<Vec<_>>()
+        .now_or_never()
+        .expect("a stream in memory is always ready")
+        .into_iter()
+        .map(|event| {
+            let event = event.expect("eventsource-stream parses the stream");
+            Other {
+                dispatched: Dispatched {
+                    // The crate says "no id yet" with an empty one.
+                    id: (!event.id.is_empty()).then_some(event.id),
+                    event: event.event,
+                    data: event.data,
+                },
+                retry: event.retry,
+            }
+        })
+        .collect()
+}
+
+/// Both parsers read `stream` (the second in the pieces `cuts` make), agree, and the
+/// first event carries the opening `retry:`; returns the events.
+fn both_parse(stream: &str, cuts: &[Index]) -> Result<Vec<Dispatched>, TestCaseError> {
+    let ours = whatwg_parse(stream);
+    let theirs = eventsource_parse(stream.as_bytes(), cuts);
+    let retries: Vec<Option<Duration>> = theirs.iter().map(|o| o.retry).collect();
+    let theirs: Vec<Dispatched> = theirs.into_iter().map(|o| o.dispatched).collect();
+    prop_assert_eq!(&ours, &theirs, "the two parsers disagree on {:?}", stream);
+    if let Some((first, rest)) = retries.split_first() {
+        prop_assert_eq!(*first, Some(Duration::from_millis(2000)));
+        prop_assert!(rest.iter().all(Option::is_none));
+    }
+    Ok(ours)
+}
+
 /// Any JSON value, with strings drawn from all of Unicode (control characters, line and
 /// paragraph separators, quotes and backslashes included).
 fn json_value() -> impl Strategy<Value = Value> {
@@ -96,15 +164,16 @@ fn event_name() -> impl Strategy<Value = String> {
 }
 
 proptest! {
-    /// For any fact, id, topic and type, the frame a stream writes parses back, with a
-    /// WHATWG parser, to exactly that fact (or, as a record, that whole record) with that
-    /// id and type, and nothing else.
+    /// For any fact, id, topic and type, the frame a stream writes parses back, with both
+    /// parsers, to exactly that fact (or, as a record, that whole record) with that id and
+    /// type, and nothing else.
     #[test]
     fn frames_parse_back_to_the_fact(
         value in json_value(),
         id in 1..i64::MAX,
         topic in event_name(),
         event in proptest::option::of(event_name()),
+        cuts in prop::collection::vec(any::<Index>(), 0..8),
     ) {
         let record = FactRecord {
             id,
@@ -130,7 +199,7 @@ proptest! {
             for block in blocks {
                 prop_assert!(block.lines().any(|line| line.starts_with("data:")));
             }
-            let parsed = whatwg_parse(&stream);
+            let parsed = both_parse(&stream, &cuts)?;
             prop_assert_eq!(parsed.len(), 2);
             prop_assert_eq!(&parsed[0], &parsed[1]);
             let id_text = id.to_string();
@@ -146,6 +215,54 @@ proptest! {
             };
             prop_assert_eq!(back, expected);
         }
+    }
+
+    /// The stream's own events (`reset` of both kinds, `token-expired`), between facts and
+    /// comments, read the same with both parsers, as the JSON the description gives, and
+    /// leave the last id where the fact before them put it.
+    #[test]
+    fn the_streams_own_events_parse_alike(
+        ids in prop::collection::vec(0..i64::MAX, 3),
+        first in proptest::option::of(1..i64::MAX),
+        cuts in prop::collection::vec(any::<Index>(), 0..8),
+    ) {
+        let (fact_id, last_id, token_last) = (ids[0].max(1), ids[1], ids[2]);
+        let record = FactRecord {
+            id: fact_id,
+            topic: "t".into(),
+            event: None,
+            fact: "{}".into(),
+            created_at: "2026-11-30T12:00:00.000Z".into(),
+        };
+        let mut fact = BytesMut::new();
+        record.render_frame(&mut fact, Format::Fact);
+        let pieces: [&[u8]; 7] = [
+            &frame::retry(2000),
+            &frame::reset_unknown(last_id),
+            &fact,
+            frame::KEEP_ALIVE,
+            &frame::reset_expired(first, last_id),
+            frame::KEEP_ALIVE,
+            &frame::token_expired(token_last),
+        ];
+        let stream = String::from_utf8(pieces.concat()).expect("UTF-8");
+        let parsed = both_parse(&stream, &cuts)?;
+        let names: Vec<&str> = parsed.iter().map(|d| d.event.as_str()).collect();
+        prop_assert_eq!(names, ["reset", "message", "reset", "token-expired"]);
+        let data: Vec<Value> = parsed
+            .iter()
+            .map(|d| serde_json::from_str(&d.data).expect("the data is JSON"))
+            .collect();
+        prop_assert_eq!(&data[0], &serde_json::json!({"reason": "unknown", "last_id": last_id}));
+        prop_assert_eq!(
+            &data[2],
+            &serde_json::json!({"reason": "expired", "first_id": first, "last_id": last_id})
+        );
+        prop_assert_eq!(&data[3], &serde_json::json!({"last_id": token_last}));
+        let fact_id = fact_id.to_string();
+        prop_assert_eq!(parsed[0].id.as_deref(), None);
+        prop_assert_eq!(parsed[2].id.as_deref(), Some(fact_id.as_str()));
+        prop_assert_eq!(parsed[3].id.as_deref(), Some(fact_id.as_str()));
     }
 
     /// Positions: never a panic; accepted exactly when they are 1 to 19 ASCII digits that

@@ -34,9 +34,9 @@ const BEARER_SCHEME: &str = "bearerToken";
 const COOKIE_SCHEME: &str = "cookieToken";
 const QUERY_SCHEME: &str = "queryToken";
 
-/// A reading caller, for the routes that read the log: the OpenAPI operations take it as
-/// a parameter (which also declares the three ways of presenting a token), and the stream
-/// handlers call [`ReadAccess::of`].
+/// A reading caller, for the routes that read the log, event streams included: the
+/// OpenAPI operations take it as a parameter, which also declares the three ways of
+/// presenting a token.
 #[derive(Debug)]
 pub struct ReadAccess {
     policy: Arc<Policy>,

@@ -9,6 +9,7 @@
 //! parameter that does not parse, a wrong content type) are turned into the same JSON
 //! shape by [`json_error_response`], which the route tree installs as its catch-all.
 
+use poem::PathPattern;
 use poem::http::{HeaderValue, StatusCode, header};
 use poem::{IntoResponse, Response};
 
@@ -257,6 +258,11 @@ pub async fn json_error_response(err: poem::Error) -> Response {
     };
     let mut response = json_error(status, &message);
     response.extensions_mut().insert(logged);
+    // The route the request matched, for the edge's duration metric (an error turned into
+    // a response above keeps it with the error's other extensions).
+    if let Some(route) = err.data::<PathPattern>() {
+        response.set_data(route.clone());
+    }
     response
 }
 

@@ -5,21 +5,25 @@
 //! 2. The JSON error catch-all, inside the edge so error responses get the request id and
 //!    are logged and counted with their status.
 //! 3. CORS.
-//! 4. The routes. The publishing guard (`middleware::publishing`: token, then body size)
-//!    sits on the POST operations only.
+//! 4. The routes: every one an operation of the API (`api/`), and so in its description,
+//!    but the description itself (`/openapi.json`, `/docs`). The publishing guard
+//!    (`middleware::publishing`: token, then body size) sits on the POST operations only.
 //!
 //! No compression or buffering middleware: SSE frames must reach the socket as written.
+//!
+//! With `--metrics-listen`, [`metrics_only`] is what that address serves.
 
 use std::sync::Arc;
 
 use poem::http::header;
 use poem::middleware::Cors;
 use poem::{Endpoint, EndpointExt as _, Response, Route, get};
+use poem_openapi::OpenApi as _;
 
 use super::error::json_error_response;
-use super::middleware::edge::edge;
+use super::middleware::edge::{RouteNames, edge};
 use super::state::AppState;
-use super::{api, ops, sse};
+use super::{api, ops};
 
 /// Builds the whole service over `state`.
 pub fn build(state: AppState) -> impl Endpoint<Output = Response> {
@@ -28,12 +32,14 @@ pub fn build(state: AppState) -> impl Endpoint<Output = Response> {
     let docs = api.swagger_ui();
     let cors = cors(&state.config.cors_origins);
     let metrics = Arc::clone(&state.metrics);
+    let templates = api::Api::meta();
+    let routes = Arc::new(RouteNames::new(
+        templates
+            .iter()
+            .flat_map(|api| api.paths.iter().map(|path| path.path.as_str())),
+    ));
     // The edge goes over a boxed inner tree: see `middleware/edge.rs`.
     let inner = Route::new()
-        .at("/events", get(sse::events))
-        .at("/topics/:topic/events", get(sse::topic_events))
-        .at("/metrics", get(ops::metrics))
-        .at("/healthz", get(ops::healthz))
         .at("/openapi.json", spec)
         .nest("/docs", docs)
         .nest("/", api)
@@ -41,7 +47,16 @@ pub fn build(state: AppState) -> impl Endpoint<Output = Response> {
         .data(state)
         .catch_all_error(json_error_response)
         .boxed();
-    inner.around(move |next, req| edge(next, req, Arc::clone(&metrics)))
+    inner.around(move |next, req| edge(next, req, Arc::clone(&metrics), Arc::clone(&routes)))
+}
+
+/// What the address of `--metrics-listen` serves: `GET /metrics`, and for anything else
+/// the JSON 404. No edge: a scrape is not one of the service's requests.
+pub fn metrics_only(state: AppState) -> impl Endpoint<Output = Response> {
+    Route::new()
+        .at("/metrics", get(ops::metrics_endpoint))
+        .data(state)
+        .catch_all_error(json_error_response)
 }
 
 /// Any origin by default; with `--cors-origin`, only those, with credentials allowed so

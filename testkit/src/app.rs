@@ -17,6 +17,8 @@ use crate::sse::SseStream;
 pub struct TestApp {
     /// The address it listens on.
     pub addr: SocketAddr,
+    /// With `--metrics-listen`, the address `/metrics` is served on.
+    pub metrics_addr: Option<SocketAddr>,
     /// `http://` (or, with a certificate, `https://`) and the address.
     pub base: String,
     /// A client for the test's requests (over HTTPS: one that trusts the server's
@@ -71,6 +73,7 @@ async fn start(config: Config, dir: Arc<TempDir>) -> TestApp {
     }
     let app = App::build(config.clone()).await.expect("the server starts");
     let addr = app.local_addr();
+    let metrics_addr = app.metrics_addr();
     let shutdown = CancellationToken::new();
     let server = tokio::spawn(app.run(shutdown.clone()));
     let (base, client) = match &config.tls_cert {
@@ -82,6 +85,7 @@ async fn start(config: Config, dir: Arc<TempDir>) -> TestApp {
     };
     TestApp {
         addr,
+        metrics_addr,
         base,
         client,
         config,

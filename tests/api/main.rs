@@ -14,6 +14,7 @@ mod faults;
 mod https;
 mod idempotency;
 mod migration;
+mod openapi;
 mod operations;
 mod post_facts;
 mod postgres;

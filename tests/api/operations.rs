@@ -171,3 +171,142 @@ async fn the_token_is_never_logged_or_echoed_and_guards_every_way_to_append() {
         assert!(!text.contains(TOKEN), "the token leaked: {text}");
     }
 }
+
+/// The `_count` of the duration histogram for `method` and `route`.
+fn requests_counted(text: &str, method: &str, route: &str) -> Option<f64> {
+    metric(
+        text,
+        &format!(
+            r#"factlog_http_request_duration_seconds_count{{method="{method}",route="{route}"}}"#
+        ),
+    )
+}
+
+async fn scrape(app: &TestApp, url: &str) -> String {
+    let response = app.client.get(url).send().await.expect("answered");
+    assert_eq!(response.status(), 200, "{url}");
+    response.text().await.expect("a body")
+}
+
+#[tokio::test]
+async fn request_durations_are_counted_by_route_template_and_the_build_is_named() {
+    let app = spawn_app().await;
+    let id = app
+        .append_at("/topics/orders.eu/facts", &json!({"n": 1}))
+        .await;
+    app.append_at("/topics/orders.us/facts", &json!({"n": 2}))
+        .await;
+    let (status, _) = app.get_json(&format!("/facts/{id}")).await;
+    assert_eq!(status, 200);
+    let mut stream = app.events("", None).await;
+    stream.next_frame().await.expect("the retry frame");
+    let unknown = app.client.get(app.url("/no/such/route")).send().await;
+    assert_eq!(unknown.expect("answered").status(), 404);
+
+    let text = scrape(&app, &app.url("/metrics")).await;
+    assert_eq!(
+        requests_counted(&text, "POST", "/topics/{topic}/facts"),
+        Some(2.0),
+        "two topics, one route"
+    );
+    assert_eq!(requests_counted(&text, "GET", "/facts/{id}"), Some(1.0));
+    assert_eq!(requests_counted(&text, "GET", "/events"), Some(1.0));
+    assert_eq!(requests_counted(&text, "GET", "none"), Some(1.0));
+    let durations: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("factlog_http_request_duration_seconds"))
+        .collect();
+    assert!(
+        durations
+            .iter()
+            .all(|l| !l.contains("orders") && !l.contains("/no/such")),
+        "a raw path became a label: {durations:#?}"
+    );
+    assert!(text.contains("# TYPE factlog_http_request_duration_seconds histogram"));
+
+    let build = format!(
+        r#"factlog_build_info{{version="{}",commit="#,
+        env!("CARGO_PKG_VERSION")
+    );
+    let line = text
+        .lines()
+        .find(|l| l.starts_with(&build))
+        .unwrap_or_else(|| panic!("no {build} in {text}"));
+    assert!(line.ends_with("} 1"), "{line}");
+    assert!(text.contains("# TYPE factlog_build_info gauge"));
+}
+
+#[tokio::test]
+async fn metrics_listen_serves_the_metrics_there_and_not_on_the_public_address() {
+    let app =
+        spawn_with(|c| c.metrics_listen = Some("127.0.0.1:0".parse().expect("an address"))).await;
+    let private = app.metrics_addr.expect("a metrics address");
+    assert_ne!(private, app.addr);
+    app.append(&json!({"n": 1})).await;
+
+    let response = app
+        .client
+        .get(format!("http://{private}/metrics"))
+        .send()
+        .await
+        .expect("answered");
+    assert_eq!(response.status(), 200);
+    assert!(
+        response.headers()["content-type"]
+            .to_str()
+            .expect("text")
+            .starts_with("application/openmetrics-text")
+    );
+    let text = response.text().await.expect("a body");
+    assert_eq!(metric(&text, "factlog_facts_appended_total"), Some(1.0));
+    assert!(text.contains("factlog_build_info{"));
+    // The public requests are counted; the scrape on the private address is not one.
+    assert_eq!(requests_counted(&text, "POST", "/facts"), Some(1.0));
+
+    let public = app.client.get(app.url("/metrics")).send().await;
+    let public = public.expect("answered");
+    assert_eq!(public.status(), 404, "the public address hides the metrics");
+    let body: serde_json::Value = public.json().await.expect("a JSON error");
+    assert_eq!(body["error"], "no such endpoint");
+    // The private address serves the metrics and nothing else.
+    for path in ["/status", "/facts", "/"] {
+        let response = app
+            .client
+            .get(format!("http://{private}{path}"))
+            .send()
+            .await
+            .expect("answered");
+        assert_eq!(response.status(), 404, "{path} on the metrics address");
+    }
+    let text = scrape(&app, &format!("http://{private}/metrics")).await;
+    assert_eq!(requests_counted(&text, "GET", "/metrics"), Some(1.0));
+}
+
+#[tokio::test]
+async fn the_readme_lists_every_metric() {
+    let app = spawn_app().await;
+    // A family with labels shows once it has a series: one request gives them theirs.
+    app.append(&json!({"n": 1})).await;
+    let text = scrape(&app, &app.url("/metrics")).await;
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))
+        .expect("the README");
+    let watching = readme
+        .split("### Watching it")
+        .nth(1)
+        .and_then(|rest| rest.split("\n## ").next())
+        .expect("a \"Watching it\" section");
+    let families: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.split(' ').next())
+        .collect();
+    assert!(families.len() >= 12, "{families:?}");
+    let missing: Vec<&&str> = families
+        .iter()
+        .filter(|name| !watching.contains(&format!("`{name}")))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "not in README's \"Watching it\": {missing:?}"
+    );
+}

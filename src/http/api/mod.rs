@@ -1,15 +1,20 @@
-//! The JSON API, described by OpenAPI from this code: publishing and reading facts
-//! ([`facts`], [`publish`]), the topics ([`topics`]), `GET /status` ([`status`]), and the
-//! live page at `/` ([`page`]), with the request bodies, the raw-read parameters and the
-//! record they share.
+//! Every route but the description itself, described by OpenAPI from this code:
+//! publishing and reading facts ([`facts`], [`publish`]), the topics ([`topics`]), the
+//! event streams ([`streams`], served by `sse/`), `GET /status` ([`status`]), `/healthz`
+//! and `/metrics` ([`service`], answered by `ops.rs`), and the live page at `/` ([`page`]),
+//! with the request bodies, the raw-read parameters, the record and the responses built
+//! whole ([`raw`]) they share.
 
 mod body;
 mod facts;
 mod page;
 mod params;
 mod publish;
+mod raw;
 mod record;
+mod service;
 mod status;
+mod streams;
 mod topics;
 
 use poem_openapi::OpenApiService;
@@ -18,7 +23,9 @@ use poem_openapi::OpenApiService;
 pub type Api = (
     facts::FactsApi,
     topics::TopicsApi,
+    streams::StreamsApi,
     status::StatusApi,
+    service::ServiceApi,
     page::Page,
 );
 
@@ -28,7 +35,9 @@ pub fn service() -> OpenApiService<Api, ()> {
         (
             facts::FactsApi,
             topics::TopicsApi,
+            streams::StreamsApi,
             status::StatusApi,
+            service::ServiceApi,
             page::Page,
         ),
         "factlog",

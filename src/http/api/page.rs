@@ -4,8 +4,8 @@
 use poem_openapi::payload::{Html, PlainText};
 use poem_openapi::{ApiResponse, OpenApi};
 
-/// The live page and its module. Operations of the API (hidden from its description)
-/// because the API is nested at the root, which leaves no room for routes of their own.
+/// The live page and its module. Operations of the API because the API is nested at the
+/// root, which leaves no room for routes of their own.
 pub struct Page;
 
 /// The page's HTML.
@@ -24,14 +24,17 @@ enum Script {
 
 #[OpenApi]
 impl Page {
-    /// The live page.
-    #[oai(path = "/", method = "get", hidden)]
+    /// The live page: the log as it grows, in a browser.
+    #[oai(path = "/", method = "get")]
     async fn index(&self) -> Html<&'static str> {
         Html(INDEX_HTML)
     }
 
-    /// The client module (`import { follow } from "/factlog.js"`).
-    #[oai(path = "/factlog.js", method = "get", hidden)]
+    /// The client module the live page is built on.
+    ///
+    /// `import { follow } from "/factlog.js"`; also meant to be copied into an
+    /// application as it is.
+    #[oai(path = "/factlog.js", method = "get")]
     async fn module(&self) -> Script {
         Script::Module(PlainText(FACTLOG_JS))
     }

@@ -3,14 +3,17 @@
 //! were absent: a header or query value that is present but not valid text must be
 //! refused, never taken for "none" (an `Idempotency-Key: café` would otherwise append
 //! twice). Both declare themselves in the OpenAPI description as the parameters they
-//! are.
+//! are. And the parameters of the event streams, which read their query whole and are
+//! only declared here ([`QueryDecl`], [`HeaderDecl`]).
+
+use std::marker::PhantomData;
 
 use poem::{Request, RequestBody};
 use poem_openapi::ApiExtractor;
 use poem_openapi::ApiExtractorType;
 use poem_openapi::ExtractParamOptions;
-use poem_openapi::registry::{MetaParamIn, MetaSchemaRef};
-use poem_openapi::types::Type as _;
+use poem_openapi::registry::{MetaParamIn, MetaSchemaRef, Registry};
+use poem_openapi::types::Type;
 
 use crate::domain::{EventName, IdempotencyKey, TopicName, TopicSet, parse_urlencoded};
 use crate::http::error::AppError;
@@ -127,5 +130,48 @@ impl<'a> ApiExtractor<'a> for KeyHeader {
                 IdempotencyKey::parse(value.as_bytes()).map_err(AppError::from)?,
             ))),
         }
+    }
+}
+
+/// A parameter that the operation reads from the raw request itself, together with the
+/// others (the event streams parse their query whole: a repeated position is refused,
+/// unknown names are ignored, and a value that does not parse is a 400 of theirs),
+/// declared here only so that the description lists it, with `T`'s schema. In the query,
+/// or with `HEADER` in a header. Extracting it reads nothing.
+#[derive(Debug)]
+pub struct DeclaredParam<T, const HEADER: bool>(PhantomData<fn() -> T>);
+
+/// A query parameter, declared only: see [`DeclaredParam`].
+pub type QueryDecl<T> = DeclaredParam<T, false>;
+/// A header, declared only: see [`DeclaredParam`].
+pub type HeaderDecl<T> = DeclaredParam<T, true>;
+
+impl<'a, T: Type, const HEADER: bool> ApiExtractor<'a> for DeclaredParam<T, HEADER> {
+    const TYPES: &'static [ApiExtractorType] = &[ApiExtractorType::Parameter];
+    type ParamType = T;
+    type ParamRawType = T;
+
+    fn register(registry: &mut Registry) {
+        T::register(registry);
+    }
+
+    fn param_in() -> Option<MetaParamIn> {
+        Some(if HEADER {
+            MetaParamIn::Header
+        } else {
+            MetaParamIn::Query
+        })
+    }
+
+    fn param_schema_ref() -> Option<MetaSchemaRef> {
+        Some(T::schema_ref())
+    }
+
+    async fn from_request(
+        _request: &'a Request,
+        _body: &mut RequestBody,
+        _options: ExtractParamOptions<T>,
+    ) -> poem::Result<Self> {
+        Ok(Self(PhantomData))
     }
 }

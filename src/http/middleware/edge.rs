@@ -4,26 +4,81 @@
 //! line per request with status and duration, its URL without a token), the log line of
 //! every refusal and failure (from the [`Logged`] entry the error response carries, so that
 //! the cause is logged with the request id and never sent), `Referrer-Policy`, and the
-//! response count for `/metrics`.
+//! response count and request duration for `/metrics`.
 //!
 //! These are one layer rather than several, over a boxed inner tree: every layer's future
 //! holds the request and the future of the layer inside it, so a deep stack makes a large
 //! per-request future that is copied as each layer starts.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
+use poem::PathPattern;
 use poem::http::{HeaderValue, Uri, header};
 use poem::{Endpoint, IntoResponse as _, Request, Response};
 use tracing::Instrument as _;
 
 use crate::http::access;
 use crate::http::error::{Level, Logged};
-use crate::metrics::Metrics;
+use crate::metrics::{self, Metrics};
 
 /// The longest caller-chosen request id echoed back; longer ones are replaced.
 const MAX_REQUEST_ID_LEN: usize = 200;
 const X_REQUEST_ID: &str = "x-request-id";
+
+/// The route templates a request's duration is counted under, by the pattern poem's router
+/// reports for the route it matched. The API's patterns name path parameters by position
+/// (poem-openapi routes `/topics/{topic}/facts` as `/topics/:param0/facts`); the metric
+/// uses the template the description shows. Other routes (the description, `/docs`) have
+/// no parameters, so their pattern is their name. A request that matched no route counts
+/// under [`metrics::NO_ROUTE`]. The values are the routes' own: as few as the routes.
+#[derive(Debug)]
+pub struct RouteNames {
+    by_pattern: HashMap<String, Arc<str>>,
+    none: Arc<str>,
+}
+
+impl RouteNames {
+    /// The names of the API's `templates` (`/topics/{topic}/facts`).
+    pub fn new<'a>(templates: impl IntoIterator<Item = &'a str>) -> Self {
+        let by_pattern = templates
+            .into_iter()
+            .map(|template| {
+                let mut params = 0;
+                let pattern: Vec<String> = template
+                    .split('/')
+                    .map(|segment| {
+                        if segment.starts_with('{') && segment.ends_with('}') {
+                            params += 1;
+                            format!(":param{}", params - 1)
+                        } else {
+                            segment.to_owned()
+                        }
+                    })
+                    .collect();
+                (pattern.join("/"), Arc::from(template))
+            })
+            .collect();
+        Self {
+            by_pattern,
+            none: Arc::from(metrics::NO_ROUTE),
+        }
+    }
+
+    /// The name of the route a response came from.
+    fn of(&self, response: &Response) -> Arc<str> {
+        match response.data::<PathPattern>().map(|pattern| &*pattern.0) {
+            // The root's own pattern: nothing under it matched.
+            None | Some("") => Arc::clone(&self.none),
+            Some(pattern) => self
+                .by_pattern
+                .get(pattern)
+                .cloned()
+                .unwrap_or_else(|| Arc::from(pattern)),
+        }
+    }
+}
 
 /// Serves one request through `next`.
 ///
@@ -37,7 +92,10 @@ pub async fn edge<E: Endpoint>(
     next: E,
     mut req: Request,
     metrics: Arc<Metrics>,
+    routes: Arc<RouteNames>,
 ) -> poem::Result<Response> {
+    let started = Instant::now();
+    let method = req.method().clone();
     let id = req
         .headers()
         .get(X_REQUEST_ID)
@@ -53,8 +111,6 @@ pub async fn edge<E: Endpoint>(
     let mut response = if span.is_disabled() {
         next.call(req).await?.into_response()
     } else {
-        let started = Instant::now();
-        let method = req.method().clone();
         let uri = loggable(req.original_uri());
         let remote = req.remote_addr().to_string();
         let response = next
@@ -83,6 +139,11 @@ pub async fn edge<E: Endpoint>(
         HeaderValue::from_static("no-referrer"),
     );
     metrics.responded(response.status());
+    metrics.request_took(
+        &method,
+        routes.of(&response),
+        started.elapsed().as_secs_f64(),
+    );
     Ok(response)
 }
 

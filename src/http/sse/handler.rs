@@ -5,8 +5,7 @@ use std::time::{Duration, SystemTime};
 use bytes::BytesMut;
 use futures_util::StreamExt as _;
 use poem::http::{HeaderValue, header};
-use poem::web::{Data, Path};
-use poem::{Body, Request, Response, handler};
+use poem::{Body, Request, Response};
 use tokio::time::Instant;
 
 use super::stream::Stream;
@@ -71,20 +70,31 @@ impl EventsQuery {
 }
 
 /// `GET /events`: the log as Server-Sent Events (the facts of `?topic=`, or of every
-/// topic), from the requested start, then live.
-#[handler]
-pub async fn events(req: &Request, state: Data<&AppState>) -> Result<Response, AppError> {
+/// topic), from the requested start, then live, for the caller `access`. The whole query
+/// is read here, at once: a repeated position is refused, unknown names are ignored.
+///
+/// # Errors
+/// `400` for a bad query, `401`/`403` when the caller may not read the topics, `503` over
+/// `--max-subscribers` or while shutting down.
+pub async fn events(
+    req: &Request,
+    state: &AppState,
+    access: ReadAccess,
+) -> Result<Response, AppError> {
     let query = EventsQuery::parse(req.uri().query().unwrap_or_default())?;
     let topics = TopicSet::new(query.topics.clone())?;
-    open(req, &state, query, topics).await
+    open(req, state, access, query, topics).await
 }
 
 /// `GET /topics/{topic}/events`: `GET /events?topic={topic}`.
-#[handler]
+///
+/// # Errors
+/// As [`events`]; `400` also when the query names topics too.
 pub async fn topic_events(
     req: &Request,
-    topic: Path<String>,
-    state: Data<&AppState>,
+    topic: &str,
+    state: &AppState,
+    access: ReadAccess,
 ) -> Result<Response, AppError> {
     let query = EventsQuery::parse(req.uri().query().unwrap_or_default())?;
     if !query.topics.is_empty() {
@@ -92,18 +102,18 @@ pub async fn topic_events(
             "give the topics either in the path or as ?topic=, not both",
         ));
     }
-    let topics = TopicSet::new(vec![TopicName::parse(&topic)?])?;
-    open(req, &state, query, topics).await
+    let topics = TopicSet::new(vec![TopicName::parse(topic)?])?;
+    open(req, state, access, query, topics).await
 }
 
 /// Opens a stream of `topics` (every topic when `None`).
 async fn open(
     req: &Request,
     state: &AppState,
+    access: ReadAccess,
     query: EventsQuery,
     topics: Option<TopicSet>,
 ) -> Result<Response, AppError> {
-    let access = ReadAccess::of(req, state)?;
     access.require(topics.as_ref())?;
     let caller = access.caller();
     if let Some(sub) = caller.sub() {
