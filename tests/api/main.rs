@@ -13,6 +13,7 @@ mod faults;
 mod https;
 mod idempotency;
 mod migration;
+mod nginx;
 mod operations;
 mod post_facts;
 mod postgres;
