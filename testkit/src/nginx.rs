@@ -76,12 +76,42 @@ pub fn readme_block(marker: &str) -> String {
         .unwrap_or_else(|| panic!("the README has an nginx block after {marker}"))
 }
 
-/// A port nothing listens on now: a free one, let go.
-pub fn closed_port() -> u16 {
+/// A port nothing listens on now: a free one, let go. (Another program may take it
+/// meanwhile: for nginx's own port, [`Nginx::start`] tries again.)
+fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .expect("a free port")
         .port()
+}
+
+/// An address of 127.0.0.1 where connections are refused for as long as this lives: a
+/// socket bound to it that never listens, so no other test's server can take the port.
+/// What nginx sees of a factlog that is down.
+pub struct DownAddr {
+    /// The address.
+    pub addr: SocketAddr,
+    _socket: tokio::net::TcpSocket,
+}
+
+impl DownAddr {
+    /// Binds a new one.
+    pub fn new() -> DownAddr {
+        let socket = tokio::net::TcpSocket::new_v4().expect("a socket");
+        socket
+            .bind(SocketAddr::from(([127, 0, 0, 1], 0)))
+            .expect("a free port");
+        DownAddr {
+            addr: socket.local_addr().expect("its address"),
+            _socket: socket,
+        }
+    }
+}
+
+impl Default for DownAddr {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 /// A README block made runnable in `prefix`: served on `port` with `cert`, logging into the
@@ -180,7 +210,7 @@ impl Prefix {
 /// `nginx -t` of a README block, localized as [`Nginx::start`] does it.
 pub fn test_config(block: &str, upstreams: &[(&str, SocketAddr)]) -> Output {
     let nginx = nginx_binary().expect("nginx (Debian: apt-get install nginx)");
-    let prefix = Prefix::write(block, closed_port(), upstreams);
+    let prefix = Prefix::write(block, free_port(), upstreams);
     prefix
         .command(&nginx)
         .arg("-t")
@@ -205,8 +235,23 @@ impl Nginx {
     /// Starts nginx with `block`, its upstream addresses replaced as `upstreams` says
     /// (`("127.0.0.1:3001", app.addr)`), and waits until it accepts connections.
     pub fn start(block: &str, upstreams: &[(&str, SocketAddr)]) -> Nginx {
+        // The free port found may be taken by another test before nginx binds it: then
+        // nginx exits at once, and another port is tried.
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            match Nginx::try_start(block, upstreams) {
+                Ok(nginx) => return nginx,
+                Err(log) if attempts < 3 && log.contains("Address already in use") => {}
+                Err(log) => panic!("nginx did not start: {log}"),
+            }
+        }
+    }
+
+    /// One attempt on one free port; the error log when nginx exits instead of listening.
+    fn try_start(block: &str, upstreams: &[(&str, SocketAddr)]) -> Result<Nginx, String> {
         let nginx = nginx_binary().expect("nginx (Debian: apt-get install nginx)");
-        let port = closed_port();
+        let port = free_port();
         let prefix = Prefix::write(block, port, upstreams);
         let mut child = prefix
             .command(&nginx)
@@ -223,22 +268,23 @@ impl Nginx {
             let exited = child.try_wait().expect("nginx's state");
             if exited.is_some() || started.elapsed() > WAIT {
                 let _ = child.kill();
+                let _ = child.wait();
                 let log = std::fs::read_to_string(dir.path().join("error.log"));
-                panic!(
-                    "nginx did not start listening on {port} ({exited:?}): {}",
+                return Err(format!(
+                    "not listening on {port} ({exited:?}): {}",
                     log.unwrap_or_default()
-                );
+                ));
             }
             std::thread::sleep(Duration::from_millis(50));
         }
         let client = crate::tls::client_trusting(&cert.pem);
-        Nginx {
+        Ok(Nginx {
             base: format!("https://127.0.0.1:{port}"),
             cert,
             client,
             prefix: dir,
             child,
-        }
+        })
     }
 
     /// The URL of `path` through nginx.

@@ -9,7 +9,7 @@
 //! (as `.ci/run` sets) runs them regardless.
 
 use factlog_testkit::nginx::{
-    Nginx, ONE_INSTANCE, SEVERAL_INSTANCES, closed_port, nginx_blocks, readme, readme_block,
+    DownAddr, Nginx, ONE_INSTANCE, SEVERAL_INSTANCES, nginx_blocks, readme, readme_block,
     test_config,
 };
 use factlog_testkit::*;
@@ -17,10 +17,6 @@ use serde_json::{Value, json};
 
 /// The upstream addresses the several-instances block names.
 const INSTANCES: [&str; 3] = ["10.0.0.11:3001", "10.0.0.12:3001", "10.0.0.13:3001"];
-
-fn down() -> std::net::SocketAddr {
-    std::net::SocketAddr::from(([127, 0, 0, 1], closed_port()))
-}
 
 /// nginx with the one-instance block, in front of `addr`.
 fn one_instance(addr: std::net::SocketAddr) -> Nginx {
@@ -43,10 +39,12 @@ fn every_nginx_block_of_the_readme_passes_nginx_t() {
         "the README's nginx blocks (a new one needs a marker and a line here)"
     );
     for (marker, block) in blocks {
+        // nginx -t connects to nothing: any address will do.
+        let down = std::net::SocketAddr::from(([127, 0, 0, 1], 9));
         let upstreams: Vec<_> = if marker.starts_with(ONE_INSTANCE) {
-            vec![("127.0.0.1:3001", down())]
+            vec![("127.0.0.1:3001", down)]
         } else if marker.starts_with(SEVERAL_INSTANCES) {
-            INSTANCES.into_iter().map(|a| (a, down())).collect()
+            INSTANCES.into_iter().map(|a| (a, down)).collect()
         } else {
             panic!("an nginx block without a known marker before it: {block}")
         };
@@ -151,10 +149,11 @@ async fn refuses_a_large_body(nginx: &Nginx) {
 #[tokio::test]
 #[cfg_attr(no_nginx, ignore = "needs nginx: apt-get install nginx")]
 async fn with_factlog_down_nginx_answers_a_retry_to_streams_and_json_to_the_rest() {
-    let one = one_instance(down());
+    let down = [DownAddr::new(), DownAddr::new(), DownAddr::new()];
+    let one = one_instance(down[0].addr);
     answers_for_factlog(&one).await;
     refuses_a_large_body(&one).await;
-    let several = several_instances([down(), down(), down()]);
+    let several = several_instances(down.each_ref().map(|d| d.addr));
     answers_for_factlog(&several).await;
     refuses_a_large_body(&several).await;
 }
@@ -227,7 +226,8 @@ async fn through_the_one_instance_block_posts_and_streams_reach_factlog() {
 #[cfg_attr(no_nginx, ignore = "needs nginx: apt-get install nginx")]
 async fn the_several_instances_block_skips_instances_that_are_down() {
     let app = spawn_app().await;
-    let nginx = several_instances([down(), app.addr, down()]);
+    let down = [DownAddr::new(), DownAddr::new()];
+    let nginx = several_instances([down[0].addr, app.addr, down[1].addr]);
     for n in 1..=6 {
         let response = nginx
             .client
