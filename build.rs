@@ -7,20 +7,23 @@
 //!   throwaway cluster nor `FACTLOG_TEST_POSTGRES_URL`);
 //! - `no_pg_cluster`: no throwaway cluster of our own (the tests that restart the server
 //!   or give it TLS need one; a server of `FACTLOG_TEST_POSTGRES_URL` is not ours to
-//!   reconfigure).
+//!   reconfigure);
+//! - `no_nginx`: no nginx, on `PATH` or at Debian's `/usr/sbin/nginx` (the tests of the
+//!   README's nginx recipes run it).
 //!
 //! It also gives the binary its git commit, for the `factlog_build_info` metric, as the
 //! variable `FACTLOG_GIT_COMMIT` (see [`git_commit`]).
 //!
-//! `FACTLOG_REQUIRE_BROWSER=1` and `FACTLOG_REQUIRE_POSTGRES=1` (set by `.ci/run`) set
-//! none of them: the tests run, and fail where the programs are missing.
+//! `FACTLOG_REQUIRE_BROWSER=1`, `FACTLOG_REQUIRE_POSTGRES=1` and `FACTLOG_REQUIRE_NGINX=1`
+//! (set by `.ci/run`) set none of them: the tests run, and fail where the programs are
+//! missing.
 
 use std::path::Path;
 use std::process::Command;
 
 fn main() {
     git_commit();
-    for cfg in ["no_browser", "no_postgres", "no_pg_cluster"] {
+    for cfg in ["no_browser", "no_postgres", "no_pg_cluster", "no_nginx"] {
         println!("cargo::rustc-check-cfg=cfg({cfg})");
     }
     println!("cargo::rerun-if-changed=build.rs");
@@ -28,6 +31,7 @@ fn main() {
         "PATH",
         "FACTLOG_REQUIRE_BROWSER",
         "FACTLOG_REQUIRE_POSTGRES",
+        "FACTLOG_REQUIRE_NGINX",
         "FACTLOG_TEST_POSTGRES_URL",
     ] {
         println!("cargo::rerun-if-env-changed={var}");
@@ -35,7 +39,12 @@ fn main() {
     // Installing a package adds its programs to these folders, which changes their times:
     // the next build looks again. (A folder that does not exist would make cargo rerun this
     // script on every build, so only existing ones are watched.)
-    for dir in ["/usr/bin", "/usr/local/bin", "/usr/lib/postgresql"] {
+    for dir in [
+        "/usr/bin",
+        "/usr/sbin",
+        "/usr/local/bin",
+        "/usr/lib/postgresql",
+    ] {
         if Path::new(dir).is_dir() {
             println!("cargo::rerun-if-changed={dir}");
         }
@@ -46,6 +55,11 @@ fn main() {
         on_path(&["chromium", "chromium-browser", "google-chrome"]) && on_path(&["chromedriver"]);
     if !browser && !required("FACTLOG_REQUIRE_BROWSER") {
         println!("cargo::rustc-cfg=no_browser");
+    }
+    // Debian installs nginx in /usr/sbin, which is not on a user's PATH.
+    let nginx = on_path(&["nginx"]) || Path::new("/usr/sbin/nginx").is_file();
+    if !nginx && !required("FACTLOG_REQUIRE_NGINX") {
+        println!("cargo::rustc-cfg=no_nginx");
     }
     let cluster =
         postgres_server_programs() && std::env::var_os("FACTLOG_TEST_POSTGRES_URL").is_none();

@@ -9,11 +9,14 @@
 //! - [`pg`]: a PostgreSQL database per test, on a throwaway cluster of Debian's
 //!   PostgreSQL or on the server of `FACTLOG_TEST_POSTGRES_URL`;
 //! - [`token`]: signed and forged tokens for the tests of who may read and write;
-//! - [`tls`]: self-signed certificates and the clients that trust them, for HTTPS.
+//! - [`tls`]: self-signed certificates and the clients that trust them, for HTTPS;
+//! - [`nginx`]: Debian's nginx in front of factlog, configured with a README block as
+//!   pasted.
 //!
 //! Everything a test needs is re-exported here: `use factlog_testkit::*;`.
 
 pub mod app;
+pub mod nginx;
 pub mod pg;
 pub mod process;
 pub mod sse;

@@ -14,6 +14,7 @@ mod faults;
 mod https;
 mod idempotency;
 mod migration;
+mod nginx;
 mod openapi;
 mod operations;
 mod post_facts;

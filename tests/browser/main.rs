@@ -17,6 +17,7 @@ use factlog_testkit::*;
 
 mod client;
 mod https;
+mod nginx;
 mod tabs;
 mod tokens;
 
