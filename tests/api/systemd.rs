@@ -93,3 +93,23 @@ async fn a_server_that_cannot_start_never_says_it_is_ready() {
     assert!(!status.success());
     assert!(systemd.nothing_sent());
 }
+
+/// The README shows the unit and the environment file the package installs, as they are.
+#[test]
+fn the_readme_shows_the_packaged_unit_and_environment_file() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let read = |path: &str| std::fs::read_to_string(root.join(path)).expect(path);
+    let readme = read("README.md");
+    let block_after = |marker: &str| -> String {
+        let start = readme.find(marker).expect(marker) + marker.len();
+        let rest = &readme[start..];
+        rest[..rest.find("```").expect("the block ends")].to_owned()
+    };
+    assert_eq!(
+        block_after("# /usr/lib/systemd/system/factlog.service\n"),
+        read("packaging/debian/factlog.service")
+    );
+    let env = read("packaging/env");
+    let shown = block_after("starts as:\n\n```sh\n");
+    assert!(env.ends_with(&shown), "{env}\n---\n{shown}");
+}
