@@ -295,3 +295,100 @@ async fn publish_waits_for_a_server_that_is_not_up_yet() {
         [1, 2]
     );
 }
+
+#[tokio::test]
+async fn tail_over_https_renews_its_token_from_the_file_and_stops_when_it_cannot() {
+    use factlog_testkit::tls::TestCert;
+    use factlog_testkit::token::{self, claims, hs256};
+
+    let dir = tempfile::TempDir::new().expect("a directory");
+    let cert = TestCert::write(dir.path(), "tail");
+    let server = Process::start(
+        &dir.path().join("facts.db"),
+        "127.0.0.1:0",
+        &[
+            "--tls-cert",
+            cert.cert.to_str().expect("UTF-8"),
+            "--tls-key",
+            cert.key.to_str().expect("UTF-8"),
+            "--jwt-key",
+            token::SECRET,
+            "--jwt-leeway-secs",
+            "0",
+            "--public-topics",
+            "",
+            "--retry-ms",
+            "200",
+        ],
+    );
+    let base = server.base();
+    let cacert = cert.cert.to_str().expect("UTF-8");
+    let publisher = hs256(&claims(600, &[], &["orders.*"]));
+    let publish_one = |n: u32| {
+        let fact = format!("{{\"n\":{n}}}");
+        let (ok, out, err) = publish(
+            &[
+                &base,
+                "--topic",
+                "orders.eu",
+                "--cacert",
+                cacert,
+                "--token",
+                &publisher,
+                &fact,
+            ],
+            "",
+        );
+        assert!(ok, "{err}");
+        serde_json::from_str::<Value>(out.trim()).expect("a record")["id"]
+            .as_i64()
+            .expect("an id")
+    };
+    let first = [publish_one(1), publish_one(2)];
+
+    // A token that expires in two to three seconds, in a file the tail reads again.
+    let short = claims(3, &["orders.*"], &[]);
+    let expires = short["exp"].as_i64().expect("exp");
+    let token_file = dir.path().join("token");
+    std::fs::write(&token_file, hs256(&short)).expect("written");
+    let tail = Tail::start(&[
+        &base,
+        "--topic",
+        "orders.eu",
+        "--cacert",
+        cacert,
+        "--token-file",
+        token_file.to_str().expect("UTF-8"),
+    ]);
+    assert_eq!(tail.ids(2), first);
+    std::fs::write(&token_file, hs256(&claims(600, &["orders.*"], &[]))).expect("renewed");
+    // Past the first token's end: its stream has ended, and the tail went on with the file's.
+    while token::now() <= expires {
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    let later = [publish_one(3), publish_one(4)];
+    assert_eq!(tail.ids(2), later);
+    tail.stop();
+
+    // With --token there is nothing to renew from: it stops, and says why.
+    let short = hs256(&claims(2, &["orders.*"], &[]));
+    let output = Command::new(factlog_binary())
+        .args([
+            "tail",
+            &base,
+            "--topic",
+            "orders.eu",
+            "--cacert",
+            cacert,
+            "--token",
+            &short,
+            "--tail",
+            "0",
+        ])
+        .stdout(Stdio::null())
+        .output()
+        .expect("tail runs to its end");
+    assert!(!output.status.success());
+    let said = String::from_utf8_lossy(&output.stderr);
+    assert!(said.contains("the token expired"), "{said}");
+}
