@@ -181,6 +181,47 @@ async fn the_key_order_of_a_posted_object_is_preserved() {
     }
 }
 
+/// What is stored, and so answered, streamed and paged, is the posted value in one form:
+/// compact, numbers as 64-bit integers or doubles, strings escaped only where JSON must, a
+/// repeated key holding its last value in its first place.
+#[tokio::test]
+async fn a_posted_value_is_stored_in_one_compact_form() {
+    let app = spawn_app().await;
+    let cases = [
+        (
+            "{ \"n\" : 1E2, \"big\": 123456789012345678901234567890, \"s\": \"caf\\u00e9 \\/ \\u0001\",\n  \"a\": [ 1 , -0.0, {} ] }",
+            r#"{"n":100.0,"big":1.2345678901234568e+29,"s":"café / \u0001","a":[1,-0.0,{}]}"#,
+        ),
+        (
+            r#"{"n": 1, "m": [], "n": {"o": 2}}"#,
+            r#"{"n":{"o":2},"m":[]}"#,
+        ),
+    ];
+    let mut stream = app.events("", None).await;
+    for (posted, stored) in cases {
+        let response = app.post_raw("/facts", "application/json", posted).await;
+        assert_eq!(response.status(), 201);
+        let answered = response.text().await.expect("a body");
+        let id = serde_json::from_str::<Value>(&answered).expect("JSON")["id"].clone();
+        let page = app
+            .client
+            .get(app.url(&format!("/facts?after={}", id.as_i64().expect("an id") - 1)))
+            .send()
+            .await
+            .expect("the GET is answered")
+            .text()
+            .await
+            .expect("a body");
+        for text in [&answered, &page] {
+            assert!(
+                text.contains(&format!("\"fact\":{stored}")),
+                "{stored} in {text}"
+            );
+        }
+        assert_eq!(stream.take(1).await[0].data, stored);
+    }
+}
+
 #[tokio::test]
 async fn a_form_post_is_stored_as_an_object_of_string_fields() {
     let app = spawn_app().await;

@@ -9,6 +9,7 @@ use poem_openapi::registry::{MetaSchema, MetaSchemaRef, Registry};
 use poem_openapi::types::Type as _;
 use serde_json::Value;
 
+use super::compact::compact;
 use crate::domain::parse_urlencoded;
 use crate::http::error::AppError;
 
@@ -22,18 +23,22 @@ pub enum FactBody {
 }
 
 impl FactBody {
-    /// The fact the body holds.
-    pub fn into_value(self) -> Value {
+    /// The fact the body holds, as it is stored: compact JSON.
+    ///
+    /// # Errors
+    /// Only if serde_json cannot write a form's fields, which it always can.
+    pub fn into_stored(self) -> Result<String, AppError> {
         match self {
-            Self::Json(JsonBody(value)) => value,
-            Self::Form(FormBody(fields)) => Value::Object(fields),
+            Self::Json(JsonBody(text)) => Ok(text),
+            Self::Form(FormBody(fields)) => serde_json::to_string(&Value::Object(fields))
+                .map_err(|e| AppError::Internal(e.into())),
         }
     }
 }
 
-/// A JSON body: any JSON value.
+/// A JSON body: any JSON value, held as its stored text.
 #[derive(Debug)]
-pub struct JsonBody(Value);
+pub struct JsonBody(String);
 
 impl Payload for JsonBody {
     const CONTENT_TYPE: &'static str = "application/json";
@@ -56,9 +61,9 @@ impl ParsePayload for JsonBody {
             return Err(AppError::bad_request("the body is empty: send a JSON value").into());
         }
         // serde_json refuses invalid UTF-8, trailing garbage and nesting deeper than 128.
-        let value = serde_json::from_slice(&bytes)
+        let text = compact(&bytes)
             .map_err(|e| AppError::bad_request(format!("the body is not valid JSON: {e}")))?;
-        Ok(Self(value))
+        Ok(Self(text))
     }
 }
 

@@ -5,13 +5,12 @@
 //! Handlers turn inputs into domain types first and hold no SQL.
 
 use poem::web::Data;
-use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Object, OpenApi, param};
 
 use super::body::FactBody;
 use super::params::{EventParam, KeyHeader, TopicsParam};
 use super::publish;
-use super::record::Fact;
+use super::record::{Direct, Fact};
 use crate::domain::{TopicName, TopicSet};
 use crate::http::access::{Publisher, ReadAccess};
 use crate::http::error::AppError;
@@ -23,7 +22,7 @@ use crate::storage::Selection;
 pub struct FactsApi;
 
 /// A page of the log.
-#[derive(Debug, Object)]
+#[derive(Debug, Object, serde::Serialize)]
 struct FactPage {
     /// The facts, oldest first.
     facts: Vec<Fact>,
@@ -38,7 +37,7 @@ struct FactPage {
 enum GetResponse {
     /// The fact.
     #[oai(status = 200)]
-    Found(Fact),
+    Found(Direct<Fact>),
 }
 
 #[OpenApi]
@@ -165,7 +164,7 @@ impl FactsApi {
         /// Facts per page, 1 to 1000 (default 100).
         #[oai(validator(minimum(value = "1"), maximum(value = "1000")))]
         limit: param::Query<Option<i64>>,
-    ) -> poem::Result<Json<FactPage>> {
+    ) -> poem::Result<Direct<FactPage>> {
         access.require(topic.0.as_ref())?;
         page(&state, topic.0.as_ref(), after.0, before.0, limit.0).await
     }
@@ -189,7 +188,7 @@ impl FactsApi {
         /// Facts per page, 1 to 1000 (default 100).
         #[oai(validator(minimum(value = "1"), maximum(value = "1000")))]
         limit: param::Query<Option<i64>>,
-    ) -> poem::Result<Json<FactPage>> {
+    ) -> poem::Result<Direct<FactPage>> {
         let topic = TopicName::parse(&topic.0).map_err(AppError::from)?;
         let topics = TopicSet::new(vec![topic]).map_err(AppError::from)?;
         access.require(topics.as_ref())?;
@@ -224,7 +223,7 @@ impl FactsApi {
         if !access.may_read(&record.topic) {
             return Err(AppError::NotFound(id.0).into());
         }
-        Ok(GetResponse::Found(record.try_into()?))
+        Ok(GetResponse::Found(Direct(record.try_into()?)))
     }
 }
 
@@ -235,7 +234,7 @@ async fn page(
     after: Option<i64>,
     before: Option<i64>,
     limit: Option<i64>,
-) -> poem::Result<Json<FactPage>> {
+) -> poem::Result<Direct<FactPage>> {
     let selection = Selection {
         topics,
         events: None,
@@ -293,5 +292,5 @@ async fn page(
         .drain(..)
         .map(Fact::try_from)
         .collect::<Result<_, _>>()?;
-    Ok(Json(FactPage { facts, next, prev }))
+    Ok(Direct(FactPage { facts, next, prev }))
 }

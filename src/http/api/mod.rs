@@ -2,10 +2,11 @@
 //! publishing and reading facts ([`facts`], [`publish`]), the topics ([`topics`]), the
 //! event streams ([`streams`], served by `sse/`), `GET /status` ([`status`]), `/healthz`
 //! and `/metrics` ([`service`], answered by `ops.rs`), and the live page at `/` ([`page`]),
-//! with the request bodies, the raw-read parameters, the record and the responses built
+//! with the request bodies (the JSON one stored as [`compact`] writes it), the raw-read parameters, the record and the responses built
 //! whole ([`raw`]) they share.
 
 mod body;
+mod compact;
 mod facts;
 mod page;
 mod params;

@@ -6,7 +6,7 @@ use poem_openapi::ApiResponse;
 
 use super::body::FactBody;
 use super::params::{EventParam, KeyHeader};
-use super::record::Fact;
+use super::record::{Direct, Fact};
 use crate::auth::Caller;
 use crate::domain::{NewFact, TopicName};
 use crate::http::error::AppError;
@@ -18,11 +18,11 @@ use crate::storage::Appended;
 pub enum PostResponse {
     /// The fact was appended and is on disk.
     #[oai(status = 201)]
-    Created(Fact, #[oai(header = "Location")] String),
+    Created(Direct<Fact>, #[oai(header = "Location")] String),
     /// The idempotency key was seen before on this topic, for the same fact: nothing was
     /// appended; this is the record the first POST created.
     #[oai(status = 200)]
-    AlreadyAppended(Fact),
+    AlreadyAppended(Direct<Fact>),
 }
 
 /// What every publishing operation does.
@@ -34,11 +34,10 @@ pub async fn append(
     key: KeyHeader,
     body: FactBody,
 ) -> poem::Result<PostResponse> {
-    let fact = body.into_value();
     let new = NewFact {
         topic,
         event: event.0,
-        fact: serde_json::to_string(&fact).map_err(|e| AppError::Internal(e.into()))?,
+        fact: body.into_stored()?,
         key: key.0,
     };
     Ok(
@@ -48,18 +47,9 @@ pub async fn append(
                     tracing::debug!(sub = ?sub, id = record.id, topic = record.topic, "appended");
                 }
                 let location = format!("/facts/{}", record.id);
-                // The stored text is this value, compacted: answer with the value itself
-                // rather than parse the text back.
-                let created = Fact {
-                    id: record.id,
-                    topic: record.topic,
-                    event: record.event,
-                    fact,
-                    created_at: record.created_at,
-                };
-                PostResponse::Created(created, location)
+                PostResponse::Created(Direct(record.try_into()?), location)
             }
-            Appended::Existing(record) => PostResponse::AlreadyAppended(record.try_into()?),
+            Appended::Existing(record) => PostResponse::AlreadyAppended(Direct(record.try_into()?)),
             Appended::Conflict(record) => {
                 return Err(AppError::KeyConflict {
                     topic: record.topic,

@@ -1,9 +1,11 @@
 //! A stored fact as the JSON API shows it.
 
+use poem_openapi::ApiResponse;
 use poem_openapi::Object;
 use poem_openapi::payload::{Json, Payload};
-use poem_openapi::registry::{MetaSchemaRef, Registry};
-use serde_json::Value;
+use poem_openapi::registry::{MetaMediaType, MetaResponse, MetaResponses, MetaSchemaRef, Registry};
+use poem_openapi::types::{Any, Type};
+use serde_json::value::RawValue;
 
 use crate::domain::FactRecord;
 use crate::http::error::AppError;
@@ -18,7 +20,9 @@ pub struct Fact {
     /// The SSE event type; null for a fact posted without one.
     pub event: Option<String>,
     /// The fact as it was posted.
-    pub fact: Value,
+    // Kept as the stored text, which is already compact JSON: an answer copies it rather
+    // than parse it into a tree and write it out again.
+    pub fact: Any<Box<RawValue>>,
     /// When its group was committed (RFC 3339, UTC).
     pub created_at: String,
 }
@@ -27,7 +31,7 @@ impl TryFrom<FactRecord> for Fact {
     type Error = AppError;
 
     fn try_from(record: FactRecord) -> Result<Self, AppError> {
-        let fact = serde_json::from_str(&record.fact).map_err(|e| {
+        let fact = RawValue::from_string(record.fact).map_err(|e| {
             AppError::Internal(anyhow::anyhow!(
                 "fact {} holds invalid JSON: {e}",
                 record.id
@@ -37,38 +41,63 @@ impl TryFrom<FactRecord> for Fact {
             id: record.id,
             topic: record.topic,
             event: record.event,
-            fact,
+            fact: Any(fact),
             created_at: record.created_at,
         })
     }
 }
 
-/// One fact is a response body of its own, serialized straight from the struct: the body
-/// and its schema are `Json<Fact>`'s, but `Json` would first build a `serde_json::Value`
-/// of the whole object, cloning the fact into it, on every POST.
-impl Payload for Fact {
-    const CONTENT_TYPE: &'static str = <Json<Fact> as Payload>::CONTENT_TYPE;
+/// A response body serialized straight from its struct with serde: the body and its
+/// schema are `Json<T>`'s, but `Json` would first build a `serde_json::Value` of the whole
+/// object, turning each stored fact into a tree, on every answer.
+#[derive(Debug)]
+pub struct Direct<T>(pub T);
+
+impl<T: Type + serde::Serialize + Send> Payload for Direct<T> {
+    const CONTENT_TYPE: &'static str = <Json<T> as Payload>::CONTENT_TYPE;
 
     fn check_content_type(content_type: &str) -> bool {
-        Json::<Fact>::check_content_type(content_type)
+        Json::<T>::check_content_type(content_type)
     }
 
     fn schema_ref() -> MetaSchemaRef {
-        <Fact as poem_openapi::types::Type>::schema_ref()
+        T::schema_ref()
     }
 
     fn register(registry: &mut Registry) {
-        <Fact as poem_openapi::types::Type>::register(registry);
+        T::register(registry);
     }
 }
 
-impl poem::IntoResponse for Fact {
+impl<T: Type + serde::Serialize + Send> poem::IntoResponse for Direct<T> {
     fn into_response(self) -> poem::Response {
-        match serde_json::to_vec(&self) {
+        match serde_json::to_vec(&self.0) {
             Ok(body) => poem::Response::builder()
                 .content_type(Self::CONTENT_TYPE)
                 .body(body),
             Err(err) => poem::error::ResponseError::as_response(&AppError::Internal(err.into())),
         }
+    }
+}
+
+/// As `Json<T>`'s: a `200` with the body.
+impl<T: Type + serde::Serialize + Send> ApiResponse for Direct<T> {
+    fn meta() -> MetaResponses {
+        MetaResponses {
+            responses: vec![MetaResponse {
+                description: "",
+                status: Some(200),
+                status_range: None,
+                content: vec![MetaMediaType {
+                    content_type: Self::CONTENT_TYPE,
+                    schema: Self::schema_ref(),
+                }],
+                headers: vec![],
+            }],
+        }
+    }
+
+    fn register(registry: &mut Registry) {
+        T::register(registry);
     }
 }
