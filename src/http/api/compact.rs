@@ -7,6 +7,7 @@
 //! the last value, in the first one's place. Such a body is parsed again into the tree.
 
 use std::borrow::Cow;
+use std::collections::HashSet;
 use std::fmt;
 
 use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
@@ -118,23 +119,52 @@ impl<'de> Visitor<'de> for Write<'_> {
 
     fn visit_map<A: MapAccess<'de>>(mut self, mut map: A) -> Result<(), A::Error> {
         self.out.push(b'{');
-        let mut keys: Vec<Cow<'de, str>> = Vec::new();
+        let mut keys = Keys::default();
+        let mut first = true;
         while let Some(key) = map.next_key_seed(Key)? {
-            // Objects are small; a repeat is rare and sends the body back to the tree.
-            if keys.contains(&key) {
+            if !first {
+                self.out.push(b',');
+            }
+            first = false;
+            serde_json::to_writer(&mut *self.out, &*key).map_err(de::Error::custom)?;
+            if !keys.insert(key) {
                 *self.repeated = true;
                 return Err(de::Error::custom("a repeated key"));
             }
-            if !keys.is_empty() {
-                self.out.push(b',');
-            }
-            serde_json::to_writer(&mut *self.out, &*key).map_err(de::Error::custom)?;
             self.out.push(b':');
             map.next_value_seed(self.reborrow())?;
-            keys.push(key);
         }
         self.out.push(b'}');
         Ok(())
+    }
+}
+
+/// The keys of one object so far: a list while the object is short (most are, and a list
+/// costs no hashing), a set once it is long (so that an object of many keys costs no more
+/// than the tree did).
+#[derive(Default)]
+struct Keys<'de> {
+    few: Vec<Cow<'de, str>>,
+    many: HashSet<Cow<'de, str>>,
+}
+
+impl<'de> Keys<'de> {
+    /// The longest list.
+    const FEW: usize = 16;
+
+    /// Adds `key`; false when the object had it already.
+    fn insert(&mut self, key: Cow<'de, str>) -> bool {
+        if self.many.is_empty() {
+            if self.few.contains(&key) {
+                return false;
+            }
+            if self.few.len() < Self::FEW {
+                self.few.push(key);
+                return true;
+            }
+            self.many.extend(self.few.drain(..));
+        }
+        self.many.insert(key)
     }
 }
 
@@ -217,6 +247,18 @@ mod tests {
                 "{body}"
             );
         }
+    }
+
+    #[test]
+    fn a_long_object_as_through_the_tree() {
+        let keys: Vec<String> = (0..5000).map(|i| format!("\"k{i}\":{i}")).collect();
+        let long = format!("{{{}}}", keys.join(","));
+        assert_eq!(compact(long.as_bytes()).ok(), Some(through_tree(&long)));
+        let repeated = format!("{{{},\"k4999\":0}}", keys.join(","));
+        assert_eq!(
+            compact(repeated.as_bytes()).ok(),
+            Some(through_tree(&repeated))
+        );
     }
 
     #[test]
