@@ -107,7 +107,7 @@ impl Metrics {
         let commit_seconds = Histogram::new(exponential_buckets(0.0001, 2.0, 15));
         registry.register_with_unit(
             "factlog_commit_duration",
-            "Time to write and commit one group, fsync included",
+            "Time from starting a group to its commit being durable",
             Unit::Seconds,
             commit_seconds.clone(),
         );

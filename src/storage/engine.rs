@@ -311,12 +311,22 @@ impl Appender {
         }
     }
 
-    /// Hands facts this appender just committed to this instance's streams.
+    /// Hands facts this appender just committed, and that are durable, to this
+    /// instance's streams (and with SQLite, to its readers).
     pub fn publish(&self, streams: &dyn Publish, inserted: &[FactRecord]) {
         match self {
-            // This writer is the log's only source: its groups are the log, in order.
-            Self::Sqlite(_) => streams.publish(inserted),
+            Self::Sqlite(db) => db.publish(streams, inserted),
             Self::Postgres(db) => db.publish(streams, inserted),
+        }
+    }
+
+    /// With SQLite and `--sync full`, what makes its commits durable and the watermark
+    /// that says which are (taken once, by the writer for its syncer; see
+    /// `sqlite/durable.rs`). `None` when a commit is durable when it returns.
+    pub fn durability(&mut self) -> Option<(sqlite::WalSync, sqlite::Watermark)> {
+        match self {
+            Self::Sqlite(db) => db.durability(),
+            Self::Postgres(_) => None,
         }
     }
 

@@ -14,7 +14,8 @@
 //! - `postgres/`: one database shared by many instances and by programs that publish
 //!   through SQL; its follower publishes what others commit.
 //! - [`writer`]: the one thread that appends, in groups; `queue.rs`, its queue and the
-//!   rule for closing a group; `retention.rs`, what the log keeps and when the writer
+//!   rule for closing a group; `syncer.rs`, what reveals and answers a committed group
+//!   once it is durable; `retention.rs`, what the log keeps and when the writer
 //!   deletes the rest.
 //!
 //! Files here import siblings, never this front door, so the imports stay one-way.
@@ -27,6 +28,7 @@ mod postgres;
 mod queue;
 mod retention;
 mod sqlite;
+mod syncer;
 pub mod writer;
 
 pub use engine::{Appender, Engine, Follower, Opened, Storage, backup, migrate, open};

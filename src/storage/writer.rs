@@ -3,11 +3,13 @@
 //! PostgreSQL, where several instances and other programs append, the order comes from
 //! `factlog_append`'s lock (see `storage/postgres/`).
 //!
-//! It forms a group from what is queued (`queue.rs` states when a group closes), writes
-//! the whole group with one statement in one transaction, and only after the commit has
-//! returned (on disk under `--sync`) does it publish the group to the streams and answer
-//! each waiting request. A request is therefore never answered for a fact that is not
-//! durable, and a stream never sees a fact that is not committed.
+//! It forms a group from what is queued (`queue.rs` states when a group closes) and
+//! writes the whole group with one statement in one transaction. Only once the commit is
+//! durable under `--sync` is the group published to the streams and each waiting request
+//! answered (`syncer.rs`): a request is never answered for a fact that is not durable,
+//! and nobody sees a fact before it is. With SQLite and `--sync full` the syncer's thread
+//! waits for the disk while the writer commits the next group; otherwise the writer
+//! answers itself, after a commit that returned durable.
 //!
 //! Group commit is what makes `--sync full` affordable: one fsync covers every fact that
 //! arrived while the previous group was being written.
@@ -25,7 +27,7 @@
 //!
 //! Shutdown is the mpsc drop trick: when the HTTP server has stopped, every
 //! [`WriterHandle`] is gone, the queue drains and reports that it is closed, and the
-//! thread closes the connection after its last commit and ends.
+//! thread waits for the syncer's last answers, closes the connection and ends.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -39,7 +41,8 @@ use super::engine::Appender;
 use super::model::{Appended, Publish, StorageError};
 use super::queue::{GATHER_WINDOW, Job, QUEUE_DEPTH, Waiting, gather};
 use super::retention::Schedule;
-use crate::domain::{FactRecord, NewFact, Retention};
+use super::syncer::{Committed, Syncer};
+use crate::domain::{NewFact, Retention};
 use crate::metrics::Metrics;
 
 /// Sends appends to the writer. Cheap to clone; the writer stops once every handle is gone.
@@ -88,7 +91,7 @@ impl WriterHandle {
 /// # Errors
 /// When the writer's thread cannot be started.
 pub fn spawn(
-    appender: Appender,
+    mut appender: Appender,
     streams: Arc<dyn Publish>,
     retention: Retention,
     metrics: Arc<Metrics>,
@@ -97,6 +100,15 @@ pub fn spawn(
     let (stopped, writer_stopped) = oneshot::channel();
     let runtime = tokio::runtime::Handle::current();
     let (started, thread_waiting) = std::sync::mpsc::channel::<Arc<Waiting>>();
+    let syncer = match appender.durability() {
+        Some((wal, watermark)) => Some(Syncer::spawn(
+            wal,
+            watermark,
+            Arc::clone(&streams),
+            Arc::clone(&metrics),
+        )?),
+        None => None,
+    };
     let thread = std::thread::Builder::new()
         .name("factlog-writer".into())
         .spawn(move || {
@@ -108,6 +120,7 @@ pub fn spawn(
                 appender,
                 schedule: retention.is_on().then(|| Schedule::new(retention)),
                 metrics,
+                syncer,
             };
             writer.run(jobs, &waiting, &*streams);
             let _ = stopped.send(());
@@ -138,6 +151,8 @@ struct Writer {
     /// When the next retention step is due; `None` when the log keeps everything.
     schedule: Option<Schedule>,
     metrics: Arc<Metrics>,
+    /// With SQLite and `--sync full`, what makes each group durable and answers it.
+    syncer: Option<Syncer>,
 }
 
 impl Writer {
@@ -158,19 +173,34 @@ impl Writer {
             held_over = group.held_over;
             previous = group.jobs.len();
             let facts = group.jobs.len();
-            let newest_id = commit(
-                &self.runtime,
-                &mut self.appender,
-                group.jobs,
-                streams,
-                &self.metrics,
-            );
-            // After the group's requests are answered, so that none of them waits for it.
+            if let Some(refusal) = self.syncer.as_ref().and_then(Syncer::refusal) {
+                for job in group.jobs {
+                    let _ = job.reply.send(Err(refusal.repeat()));
+                }
+                continue;
+            }
+            let Some(committed) = commit(&self.runtime, &mut self.appender, group.jobs) else {
+                continue;
+            };
+            let newest_id = committed.inserted.last().map(|record| record.id);
+            match &self.syncer {
+                Some(syncer) => syncer.send(committed),
+                None => committed.settle(&self.metrics, |inserted| {
+                    self.appender.publish(streams, inserted);
+                }),
+            }
+            // After the group is answered or handed over, so that none of its requests
+            // waits for it.
             if let (Some(schedule), Some(newest_id)) = (self.schedule.as_mut(), newest_id) {
                 if schedule.appended(facts, newest_id, Instant::now()) {
                     self.trim();
                 }
             }
+        }
+        // Every answer is sent before the connection closes: closing the last connection
+        // removes the write-ahead log the syncer syncs.
+        if let Some(syncer) = self.syncer.take() {
+            syncer.finish();
         }
         self.runtime.block_on(self.appender.close());
     }
@@ -242,15 +272,13 @@ impl Source {
     }
 }
 
-/// Writes one group, publishes what it added, and answers its requests; returns the
-/// newest id it added, if it added any.
+/// Writes one group; returns its answers and what it added, to be revealed and answered
+/// once durable. `None` when the database refused it (its requests are answered then).
 fn commit(
     runtime: &tokio::runtime::Handle,
     appender: &mut Appender,
     group: Vec<Job>,
-    streams: &dyn Publish,
-    metrics: &Metrics,
-) -> Option<i64> {
+) -> Option<Committed> {
     let started = Instant::now();
     // Decide each fact's row before writing: a (topic, key) repeated inside the group is
     // written once, by its first use, and its later uses answer with that record.
@@ -281,39 +309,38 @@ fn commit(
     };
     // A key used before answers with its first record if the retry is the same fact, and
     // is refused if it is another (a client reusing a key by mistake must hear of it).
-    let answers: Vec<Appended> = sources
+    let answers = sources
         .into_iter()
-        .zip(&group)
-        .map(|(source, job)| match (source, &outcomes[source.row()]) {
-            (Source::Row(_), Appended::Created(record)) => Appended::Created(record.clone()),
-            (
-                _,
-                Appended::Created(record) | Appended::Existing(record) | Appended::Conflict(record),
-            ) => {
-                if record.matches(&job.fact) {
-                    Appended::Existing(record.clone())
-                } else {
-                    Appended::Conflict(record.clone())
+        .zip(group)
+        .map(|(source, job)| {
+            let answer = match (source, &outcomes[source.row()]) {
+                (Source::Row(_), Appended::Created(record)) => Appended::Created(record.clone()),
+                (
+                    _,
+                    Appended::Created(record)
+                    | Appended::Existing(record)
+                    | Appended::Conflict(record),
+                ) => {
+                    if record.matches(&job.fact) {
+                        Appended::Existing(record.clone())
+                    } else {
+                        Appended::Conflict(record.clone())
+                    }
                 }
-            }
+            };
+            (job.reply, answer)
         })
         .collect();
-    let inserted: Vec<FactRecord> = outcomes
+    let inserted = outcomes
         .into_iter()
         .filter_map(|outcome| match outcome {
             Appended::Created(record) => Some(record),
             Appended::Existing(_) | Appended::Conflict(_) => None,
         })
         .collect();
-    if !inserted.is_empty() {
-        metrics.committed(inserted.len(), started.elapsed().as_secs_f64());
-        // Published before anyone is answered: a client that has its 201 finds the fact in
-        // `/status` and on every stream.
-        appender.publish(streams, &inserted);
-    }
-    for (job, answer) in group.into_iter().zip(answers) {
-        // The requester may have gone away; the fact is committed all the same.
-        let _ = job.reply.send(Ok(answer));
-    }
-    inserted.last().map(|record| record.id)
+    Some(Committed {
+        answers,
+        inserted,
+        started,
+    })
 }

@@ -8,6 +8,7 @@ mod backup;
 mod bad_posts;
 mod cli;
 mod clients;
+mod durability;
 mod edge;
 mod events;
 mod faults;

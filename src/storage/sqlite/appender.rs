@@ -7,47 +7,50 @@ use sqlx::Connection as _;
 use sqlx::sqlite::SqliteConnection;
 
 use super::classify::classify;
-use crate::config::SyncLevel;
+use super::durable::{WalSync, Watermark};
 use crate::domain::{FactRecord, NewFact, Retention};
-use crate::storage::model::{Appended, StorageError, rows_json};
+use crate::storage::model::{Appended, Publish, StorageError, rows_json};
 use crate::storage::retention::Trimmed;
 
-/// The writer's side: the one read-write connection.
+/// The writer's side: the one read-write connection. Its commits never wait for the
+/// disk (`synchronous=NORMAL`); with `--sync full` the syncer makes them durable.
 #[derive(Debug)]
 pub struct Appender {
     conn: SqliteConnection,
-    /// What `--sync` asked of commits.
-    sync: SyncLevel,
-    /// The connection's commits do not sync (a retention step set it so, and has not
-    /// set it back yet): an append must set it back before it writes.
-    relaxed: bool,
+    /// The newest id the readers may show.
+    watermark: Watermark,
+    /// With `--sync full`, what makes commits durable, until the writer takes it.
+    wal: Option<WalSync>,
 }
 
 /// The records already in the log, by (topic, idempotency key).
 type Known = HashMap<(String, String), FactRecord>;
 
 impl Appender {
-    /// Appends through `conn`, which must be the only connection that writes, with
-    /// `sync` (which the connection was opened with).
-    pub fn new(conn: SqliteConnection, sync: SyncLevel) -> Self {
+    /// Appends through `conn`, which must be the only connection that writes, showing
+    /// readers what `watermark` allows; with `wal`, commits are durable only once it has
+    /// synced them.
+    pub fn new(conn: SqliteConnection, watermark: Watermark, wal: Option<WalSync>) -> Self {
         Self {
             conn,
-            sync,
-            relaxed: false,
+            watermark,
+            wal,
         }
     }
 
-    /// Makes the connection's commits sync as `--sync` asked, if a retention step left
-    /// them not syncing.
-    async fn restore_sync(&mut self) -> Result<(), StorageError> {
-        if self.relaxed {
-            sqlx::query("PRAGMA synchronous = FULL")
-                .execute(&mut self.conn)
-                .await
-                .map_err(classify)?;
-            self.relaxed = false;
+    /// What makes commits durable and the watermark it raises, for the syncer; `None`
+    /// with `--sync normal` (or once taken).
+    pub fn durability(&mut self) -> Option<(WalSync, Watermark)> {
+        self.wal.take().map(|wal| (wal, self.watermark.clone()))
+    }
+
+    /// Shows committed facts to the readers and hands them to the streams.
+    pub fn publish(&self, streams: &dyn Publish, inserted: &[FactRecord]) {
+        if let Some(last) = inserted.last() {
+            self.watermark.raise(last.id);
         }
-        Ok(())
+        // This writer is the log's only source: its groups are the log, in order.
+        streams.publish(inserted);
     }
 
     /// Appends the facts in one statement, and so in one transaction; returns what became
@@ -58,7 +61,6 @@ impl Appender {
     /// # Errors
     /// When the database refuses the statement; nothing of it is written then.
     pub async fn append(&mut self, rows: &[&NewFact]) -> Result<Vec<Appended>, StorageError> {
-        self.restore_sync().await?;
         // Nothing else writes, so the key lookup cannot be raced by another append.
         let known = self.lookup_keys(rows).await?;
         let key_of = |row: &NewFact| {
@@ -83,8 +85,8 @@ impl Appender {
             // than `RETURNING id`, spares sqlx a message per row.
             //
             // No BEGIN/COMMIT around it: a single statement is its own transaction,
-            // committed (and synced under `--sync`) when it finishes, which `execute`
-            // waits for; the explicit pair would only add two more round trips.
+            // committed when it finishes, which `execute` waits for; the explicit pair
+            // would only add two more round trips.
             let done = sqlx::query!(
                 r#"INSERT INTO facts (topic, event, fact, created_at, idempotency_key)
                    SELECT value ->> 0, value ->> 1, value ->> 2, ?1, value ->> 3
@@ -188,13 +190,15 @@ impl Appender {
         // fact inside both bounds ends the prefix: times grow with ids, and should the
         // clock step back, what follows it is kept too. Times compare as text: every one
         // has the same RFC 3339 form. Without the age bound only the facts beyond the
-        // count bound are looked at.
+        // count bound are looked at. The newest fact is the newest durable one: the count
+        // bound counts what readers can see, and a fact nobody could see yet is never
+        // deleted.
+        let newest = self.watermark.get();
         let plan = sqlx::query!(
             r#"WITH floor(id) AS (SELECT deleted_through FROM log_retention),
-                    newest(id) AS (SELECT coalesce((SELECT seq FROM sqlite_sequence
-                                                   WHERE name = 'facts'), 0)),
+                    newest(id) AS (SELECT ?4),
                     batch AS (SELECT id, created_at FROM facts
-                              WHERE id > (SELECT id FROM floor)
+                              WHERE id > (SELECT id FROM floor) AND id <= (SELECT id FROM newest)
                                 AND (?3 IS NOT NULL OR id <= (SELECT id FROM newest) - ?2)
                               ORDER BY id LIMIT ?1),
                     kept(id) AS (SELECT min(id) FROM batch
@@ -213,7 +217,8 @@ impl Appender {
                           AS "kept_at: String""#,
             batch,
             keep,
-            cutoff
+            cutoff,
+            newest
         )
         .fetch_one(&mut self.conn)
         .await
@@ -231,31 +236,23 @@ impl Appender {
         // formatting them into the text is safe, and each statement more would be one
         // more wake-up of sqlx's connection thread.
         //
-        // The step commits without an fsync of its own, even under `--sync full`: the
-        // next group's commit syncs the write-ahead log, and this step's frames, which
-        // come before its own, with it. Should power fail first, recovery keeps neither
-        // the delete nor the raised watermark (one transaction): the facts are back, and
-        // are deleted again. A reader may have been told of a delete that a power cut
-        // undid; that costs it nothing, as the facts that come back are older than
-        // where it went on from.
-        let (relax, restore) = match self.sync {
-            SyncLevel::Full => ("PRAGMA synchronous = NORMAL;", "PRAGMA synchronous = FULL;"),
-            SyncLevel::Normal => ("", ""),
-        };
+        // Like an append, the step commits without an fsync: the syncer's next sync makes
+        // it durable with the group after it. Should power fail first, recovery keeps
+        // neither the delete nor the raised floor (one transaction): the facts are back,
+        // and are deleted again. A reader may have been told of a delete that a power cut
+        // undid; that costs it nothing, as the facts that come back are older than where
+        // it went on from.
         let (floor, through) = (plan.floor, plan.through);
         let step = format!(
-            "{relax} BEGIN; DELETE FROM facts WHERE id > {floor} AND id <= {through}; \
-             UPDATE log_retention SET deleted_through = {through}; COMMIT; {restore}"
+            "BEGIN; DELETE FROM facts WHERE id > {floor} AND id <= {through}; \
+             UPDATE log_retention SET deleted_through = {through}; COMMIT;"
         );
-        self.relaxed = self.sync == SyncLevel::Full;
         if let Err(err) = sqlx::raw_sql(&step).execute(&mut self.conn).await {
-            // Whichever statement failed, nothing of the step stays: no transaction is
-            // left open, and commits sync again (or the next append sees to it).
+            // Whichever statement failed, nothing of the step stays, and no transaction
+            // is left open.
             let _ = sqlx::raw_sql("ROLLBACK").execute(&mut self.conn).await;
-            let _ = self.restore_sync().await;
             return Err(classify(err));
         }
-        self.relaxed = false;
         trimmed.deleted = u64::try_from(plan.deletable).unwrap_or(0);
         trimmed.through = through;
         Ok(trimmed)

@@ -12,6 +12,7 @@ use sqlx::sqlite::{
 use sqlx::{ConnectOptions as _, Connection as _};
 
 use super::appender::Appender;
+use super::durable::{WalSync, Watermark};
 use super::reader::Reader;
 use crate::config::SyncLevel;
 use crate::storage::migrate::{self, SchemaMode, SchemaState};
@@ -45,15 +46,14 @@ pub async fn open(
     mode: SchemaMode,
 ) -> anyhow::Result<(Reader, Appender, i64)> {
     let base = options(url)?;
-    let synchronous = match sync {
-        SyncLevel::Full => SqliteSynchronous::Full,
-        SyncLevel::Normal => SqliteSynchronous::Normal,
-    };
+    let db_file = base.get_filename().to_owned();
+    // NORMAL under either `--sync`: a commit does not wait for the disk. With `--sync
+    // full` the syncer makes each commit durable before anyone sees it (`durable.rs`).
     let mut writer = base
         .clone()
         .create_if_missing(mode == SchemaMode::Migrate)
         .journal_mode(SqliteJournalMode::Wal)
-        .synchronous(synchronous)
+        .synchronous(SqliteSynchronous::Normal)
         .connect()
         .await
         .with_context(|| match mode {
@@ -70,12 +70,27 @@ pub async fn open(
         .connect_with(base.read_only(true).pragma("mmap_size", READ_MAP_BYTES))
         .await
         .with_context(|| format!("cannot open the database {url} for reading"))?;
-    let reader = Reader::new(pool);
-    let newest_id = reader
-        .newest_id()
-        .await
-        .with_context(|| format!("cannot read the database {url}"))?;
-    Ok((reader, Appender::new(writer, sync), newest_id))
+    let wal = match sync {
+        SyncLevel::Full => Some(WalSync::open(&db_file).with_context(|| {
+            format!(
+                "cannot sync the database {} and its write-ahead log (--sync full needs a database file)",
+                db_file.display()
+            )
+        })?),
+        SyncLevel::Normal => None,
+    };
+    // Everything in the file is durable now (`WalSync::open` synced it): readers may show
+    // all of it.
+    let newest_id = sqlx::query_scalar!(
+        r#"SELECT coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'facts'), 0)
+               AS "id!: i64""#
+    )
+    .fetch_one(&mut writer)
+    .await
+    .with_context(|| format!("cannot read the database {url}"))?;
+    let watermark = Watermark::new(newest_id);
+    let reader = Reader::new(pool, watermark.clone());
+    Ok((reader, Appender::new(writer, watermark, wal), newest_id))
 }
 
 /// `factlog migrate`: creates the database at `url` if missing and applies pending

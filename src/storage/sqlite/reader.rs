@@ -11,6 +11,7 @@ use sqlx::Connection as _;
 use sqlx::sqlite::SqlitePool;
 
 use super::classify::classify;
+use super::durable::Watermark;
 use crate::domain::frame::Format;
 use crate::domain::{FactRecord, TopicSet};
 use crate::storage::model::{Bounds, Selection, StorageError, selection_params};
@@ -26,16 +27,21 @@ struct Packed {
 }
 
 /// Read access to a SQLite log. Cheap to clone.
+///
+/// Every read shows only ids at or below the watermark, read before the statement: a
+/// statement's snapshot has every group committed before the watermark was raised past
+/// it, and may have newer ones, which it leaves out (`durable.rs`).
 #[derive(Clone, Debug)]
 pub struct Reader {
     pub(super) pool: SqlitePool,
+    pub(super) watermark: Watermark,
 }
 
 /// Every read fails with [`StorageError`] when the database cannot be read.
 impl Reader {
-    /// Reads through this pool of read-only connections.
-    pub fn new(pool: SqlitePool) -> Self {
-        Self { pool }
+    /// Reads through this pool of read-only connections, up to `watermark`.
+    pub fn new(pool: SqlitePool, watermark: Watermark) -> Self {
+        Self { pool, watermark }
     }
 
     /// Up to `limit` facts with an id larger than `after` of the selected topics (event
@@ -47,14 +53,16 @@ impl Reader {
         selection: &Selection<'_>,
     ) -> Result<Vec<FactRecord>, StorageError> {
         let (topics, _, _) = selection_params(selection);
+        let durable = self.watermark.get();
         let rows = match topics {
             None => {
                 sqlx::query_as!(
                     FactRecord,
                     r#"SELECT id AS "id!: i64", topic, event, fact, created_at
-                       FROM facts WHERE id > ?1 ORDER BY id LIMIT ?2"#,
+                       FROM facts WHERE id > ?1 AND id <= ?3 ORDER BY id LIMIT ?2"#,
                     after,
-                    limit
+                    limit,
+                    durable
                 )
                 .fetch_all(&self.pool)
                 .await
@@ -65,18 +73,19 @@ impl Reader {
                     r#"WITH sel(topic) AS (SELECT value FROM json_each(?2)),
                             bound(id) AS (
                                 SELECT min((SELECT g.id FROM facts g
-                                            WHERE g.topic = sel.topic AND g.id > ?1
+                                            WHERE g.topic = sel.topic AND g.id > ?1 AND g.id <= ?4
                                             ORDER BY g.id LIMIT 1 OFFSET ?3 - 1))
                                 FROM sel)
                        SELECT id AS "id!: i64", topic AS "topic!: String", event, fact AS "fact!: String",
                               created_at AS "created_at!: String"
                        FROM facts
-                       WHERE topic IN (SELECT topic FROM sel) AND id > ?1
+                       WHERE topic IN (SELECT topic FROM sel) AND id > ?1 AND id <= ?4
                          AND id <= coalesce((SELECT id FROM bound), 9223372036854775807)
                        ORDER BY id LIMIT ?3"#,
                     after,
                     topics,
-                    limit
+                    limit,
+                    durable
                 )
                 .fetch_all(&self.pool)
                 .await
@@ -97,6 +106,7 @@ impl Reader {
     ) -> Result<FramePage, StorageError> {
         let (topics, events, untyped) = selection_params(selection);
         let single = selection.topics.and_then(TopicSet::single);
+        let durable = self.watermark.get();
         // `<id>,<topic>,<event>,<created_at>,<fact>` per fact: see `storage/page.rs`. The
         // log's bounds come from the same statement, so from the same snapshot: a delete
         // committed between two pages is either wholly before this read or wholly after.
@@ -108,12 +118,12 @@ impl Reader {
                                            || created_at || ',' || fact || char(10),
                                            '' ORDER BY id) AS "packed: String",
                               (SELECT deleted_through FROM log_retention) AS "deleted_through!: i64",
-                              (SELECT min(id) FROM facts) AS "first_id: i64",
-                              coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'facts'), 0)
-                                  AS "last_id!: i64"
+                              (SELECT min(id) FROM facts WHERE id <= ?5) AS "first_id: i64",
+                              min(coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'facts'), 0),
+                                  ?5) AS "last_id!: i64"
                        FROM (SELECT id, topic, event, created_at, fact
                              FROM facts
-                             WHERE id > ?1
+                             WHERE id > ?1 AND id <= ?5
                                AND (?2 IS NULL OR event IN (SELECT value FROM json_each(?2))
                                     OR (event IS NULL AND ?3))
                              ORDER BY id
@@ -121,7 +131,8 @@ impl Reader {
                     after,
                     events,
                     untyped,
-                    rows
+                    rows,
+                    durable
                 )
                 .fetch_one(&self.pool)
                 .await,
@@ -133,12 +144,12 @@ impl Reader {
                                            || created_at || ',' || fact || char(10),
                                            '' ORDER BY id) AS "packed: String",
                               (SELECT deleted_through FROM log_retention) AS "deleted_through!: i64",
-                              (SELECT min(id) FROM facts) AS "first_id: i64",
-                              coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'facts'), 0)
-                                  AS "last_id!: i64"
+                              (SELECT min(id) FROM facts WHERE id <= ?6) AS "first_id: i64",
+                              min(coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'facts'), 0),
+                                  ?6) AS "last_id!: i64"
                        FROM (SELECT id, topic, event, created_at, fact
                              FROM facts
-                             WHERE topic = ?1 AND id > ?2
+                             WHERE topic = ?1 AND id > ?2 AND id <= ?6
                                AND (?3 IS NULL OR event IN (SELECT value FROM json_each(?3))
                                     OR (event IS NULL AND ?4))
                              ORDER BY id
@@ -147,7 +158,8 @@ impl Reader {
                     after,
                     events,
                     untyped,
-                    rows
+                    rows,
+                    durable
                 )
                 .fetch_one(&self.pool)
                 .await,
@@ -157,7 +169,7 @@ impl Reader {
                         r#"WITH sel(topic) AS (SELECT value FROM json_each(?2)),
                             bound(id) AS (
                                 SELECT min((SELECT g.id FROM facts g
-                                            WHERE g.topic = sel.topic AND g.id > ?1
+                                            WHERE g.topic = sel.topic AND g.id > ?1 AND g.id <= ?6
                                               AND (?3 IS NULL
                                                    OR g.event IN (SELECT value FROM json_each(?3))
                                                    OR (g.event IS NULL AND ?4))
@@ -167,12 +179,12 @@ impl Reader {
                                            || created_at || ',' || fact || char(10),
                                            '' ORDER BY id) AS "packed: String",
                               (SELECT deleted_through FROM log_retention) AS "deleted_through!: i64",
-                              (SELECT min(id) FROM facts) AS "first_id: i64",
-                              coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'facts'), 0)
-                                  AS "last_id!: i64"
+                              (SELECT min(id) FROM facts WHERE id <= ?6) AS "first_id: i64",
+                              min(coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'facts'), 0),
+                                  ?6) AS "last_id!: i64"
                        FROM (SELECT id, topic, event, created_at, fact
                              FROM facts
-                             WHERE topic IN (SELECT topic FROM sel) AND id > ?1
+                             WHERE topic IN (SELECT topic FROM sel) AND id > ?1 AND id <= ?6
                                AND id <= coalesce((SELECT id FROM bound), 9223372036854775807)
                                AND (?3 IS NULL OR event IN (SELECT value FROM json_each(?3))
                                     OR (event IS NULL AND ?4))
@@ -182,7 +194,8 @@ impl Reader {
                         topics,
                         events,
                         untyped,
-                        rows
+                        rows,
+                        durable
                     )
                     .fetch_one(&self.pool)
                     .await
@@ -206,14 +219,16 @@ impl Reader {
         selection: &Selection<'_>,
     ) -> Result<Vec<FactRecord>, StorageError> {
         let (topics, _, _) = selection_params(selection);
+        let durable = self.watermark.get();
         let rows = match topics {
             None => {
                 sqlx::query_as!(
                     FactRecord,
                     r#"SELECT id AS "id!: i64", topic, event, fact, created_at
-                       FROM facts WHERE id < ?1 ORDER BY id DESC LIMIT ?2"#,
+                       FROM facts WHERE id < ?1 AND id <= ?3 ORDER BY id DESC LIMIT ?2"#,
                     before,
-                    limit
+                    limit,
+                    durable
                 )
                 .fetch_all(&self.pool)
                 .await
@@ -224,18 +239,19 @@ impl Reader {
                     r#"WITH sel(topic) AS (SELECT value FROM json_each(?2)),
                             bound(id) AS (
                                 SELECT max((SELECT g.id FROM facts g
-                                            WHERE g.topic = sel.topic AND g.id < ?1
+                                            WHERE g.topic = sel.topic AND g.id < ?1 AND g.id <= ?4
                                             ORDER BY g.id DESC LIMIT 1 OFFSET ?3 - 1))
                                 FROM sel)
                        SELECT id AS "id!: i64", topic AS "topic!: String", event, fact AS "fact!: String",
                               created_at AS "created_at!: String"
                        FROM facts
-                       WHERE topic IN (SELECT topic FROM sel) AND id < ?1
+                       WHERE topic IN (SELECT topic FROM sel) AND id < ?1 AND id <= ?4
                          AND id >= coalesce((SELECT id FROM bound), 0)
                        ORDER BY id DESC LIMIT ?3"#,
                     before,
                     topics,
-                    limit
+                    limit,
+                    durable
                 )
                 .fetch_all(&self.pool)
                 .await
@@ -253,17 +269,20 @@ impl Reader {
     ) -> Result<Option<i64>, StorageError> {
         let (topics, events, untyped) = selection_params(selection);
         let single = selection.topics.and_then(TopicSet::single);
+        let durable = self.watermark.get();
         let id = match (topics, single) {
             (None, _) => {
                 sqlx::query_scalar!(
                     r#"SELECT id AS "id!: i64" FROM facts
-                       WHERE (?1 IS NULL OR event IN (SELECT value FROM json_each(?1))
+                       WHERE id <= ?4
+                         AND (?1 IS NULL OR event IN (SELECT value FROM json_each(?1))
                               OR (event IS NULL AND ?2))
                        ORDER BY id DESC
                        LIMIT 1 OFFSET ?3"#,
                     events,
                     untyped,
-                    offset
+                    offset,
+                    durable
                 )
                 .fetch_optional(&self.pool)
                 .await
@@ -271,7 +290,7 @@ impl Reader {
             (Some(_), Some(topic)) => {
                 sqlx::query_scalar!(
                     r#"SELECT id AS "id!: i64" FROM facts
-                       WHERE topic = ?1
+                       WHERE topic = ?1 AND id <= ?5
                          AND (?2 IS NULL OR event IN (SELECT value FROM json_each(?2))
                               OR (event IS NULL AND ?3))
                        ORDER BY id DESC
@@ -279,7 +298,8 @@ impl Reader {
                     topic,
                     events,
                     untyped,
-                    offset
+                    offset,
+                    durable
                 )
                 .fetch_optional(&self.pool)
                 .await
@@ -289,14 +309,14 @@ impl Reader {
                     r#"WITH sel(topic) AS (SELECT value FROM json_each(?1)),
                             bound(id) AS (
                                 SELECT max((SELECT g.id FROM facts g
-                                            WHERE g.topic = sel.topic
+                                            WHERE g.topic = sel.topic AND g.id <= ?5
                                               AND (?2 IS NULL
                                                    OR g.event IN (SELECT value FROM json_each(?2))
                                                    OR (g.event IS NULL AND ?3))
                                             ORDER BY g.id DESC LIMIT 1 OFFSET ?4))
                                 FROM sel)
                        SELECT id AS "id!: i64" FROM facts
-                       WHERE topic IN (SELECT topic FROM sel)
+                       WHERE topic IN (SELECT topic FROM sel) AND id <= ?5
                          AND id >= coalesce((SELECT id FROM bound), 0)
                          AND (?2 IS NULL OR event IN (SELECT value FROM json_each(?2))
                               OR (event IS NULL AND ?3))
@@ -305,7 +325,8 @@ impl Reader {
                     topics,
                     events,
                     untyped,
-                    offset
+                    offset,
+                    durable
                 )
                 .fetch_optional(&self.pool)
                 .await
@@ -314,13 +335,16 @@ impl Reader {
         id.map_err(classify)
     }
 
-    /// The newest id the log has handed out, 0 when it never has. Read from where
-    /// AUTOINCREMENT keeps it, not from the facts: with the newest facts deleted, `max(id)`
-    /// would go back, and every client ahead of it would be told its position is unknown.
+    /// The newest id the log has handed out and made durable, 0 when it never has. Read
+    /// from where AUTOINCREMENT keeps it, not from the facts: with the newest facts
+    /// deleted, `max(id)` would go back, and every client ahead of it would be told its
+    /// position is unknown.
     pub async fn newest_id(&self) -> Result<i64, StorageError> {
+        let durable = self.watermark.get();
         sqlx::query_scalar!(
-            r#"SELECT coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'facts'), 0)
-                   AS "id!: i64""#
+            r#"SELECT min(coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'facts'), 0), ?1)
+                   AS "id!: i64""#,
+            durable
         )
         .fetch_one(&self.pool)
         .await
@@ -329,12 +353,14 @@ impl Reader {
 
     /// Where the log starts and ends, in one read.
     pub async fn bounds(&self) -> Result<Bounds, StorageError> {
+        let durable = self.watermark.get();
         sqlx::query_as!(
             Bounds,
             r#"SELECT (SELECT deleted_through FROM log_retention) AS "deleted_through!: i64",
-                      (SELECT min(id) FROM facts) AS "first_id: i64",
-                      coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'facts'), 0)
-                          AS "last_id!: i64""#
+                      (SELECT min(id) FROM facts WHERE id <= ?1) AS "first_id: i64",
+                      min(coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'facts'), 0), ?1)
+                          AS "last_id!: i64""#,
+            durable
         )
         .fetch_one(&self.pool)
         .await
@@ -355,10 +381,13 @@ impl Reader {
 
     /// One fact by id.
     pub async fn get(&self, id: i64) -> Result<Option<FactRecord>, StorageError> {
+        let durable = self.watermark.get();
         sqlx::query_as!(
             FactRecord,
-            r#"SELECT id AS "id!: i64", topic, event, fact, created_at FROM facts WHERE id = ?1"#,
-            id
+            r#"SELECT id AS "id!: i64", topic, event, fact, created_at FROM facts
+               WHERE id = ?1 AND id <= ?2"#,
+            id,
+            durable
         )
         .fetch_optional(&self.pool)
         .await

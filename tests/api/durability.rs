@@ -1,0 +1,161 @@
+//! The durable watermark under `--sync full`: a fact that is committed but not yet synced
+//! to disk is shown by nothing (no answer, read, summary or stream), and everything shows
+//! it once the sync is done. The server runs with the test hook that holds its sync while
+//! a file exists (CONTRIBUTING.md).
+
+use std::path::Path;
+
+use futures_util::FutureExt as _;
+use serde_json::{Value, json};
+use sqlx::Connection as _;
+
+use factlog_testkit::*;
+
+/// How many facts the file itself holds, read with a connection of the test's own: what
+/// is committed, whether or not the server shows it.
+async fn committed_in_file(db: &Path) -> i64 {
+    let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{}?mode=ro", db.display()))
+        .await
+        .expect("the file opens");
+    let count = sqlx::query_scalar("SELECT count(*) FROM facts")
+        .fetch_one(&mut conn)
+        .await
+        .expect("counted");
+    let _ = conn.close().await;
+    count
+}
+
+async fn get(client: &reqwest::Client, url: String) -> (u16, Value) {
+    let response = client.get(url).send().await.expect("answered");
+    let status = response.status().as_u16();
+    (status, response.json().await.expect("JSON"))
+}
+
+fn ids(page: &Value) -> Vec<i64> {
+    page["facts"]
+        .as_array()
+        .expect("facts")
+        .iter()
+        .map(|f| f["id"].as_i64().expect("id"))
+        .collect()
+}
+
+#[tokio::test]
+async fn a_committed_fact_is_shown_by_nothing_until_it_is_durable() {
+    let dir = tempfile::TempDir::new().expect("a directory");
+    let db = dir.path().join("facts.db");
+    let hold = dir.path().join("hold-sync");
+    let mut command = factlog_command(&db, "127.0.0.1:0", &["--sync", "full"]);
+    command.env("FACTLOG_TEST_HOLD_SYNC", &hold);
+    let server = Process::spawn(command);
+    let base = server.base();
+    let client = reqwest::Client::new();
+
+    let first = client
+        .post(format!("{base}/topics/a/facts"))
+        .json(&json!({ "n": 1 }))
+        .send()
+        .await
+        .expect("posted");
+    assert_eq!(first.status(), 201);
+    let mut following = SseStream::new(
+        client
+            .get(format!("{base}/events"))
+            .send()
+            .await
+            .expect("stream"),
+    );
+    assert_eq!(following.next_event().await.expect("fact 1").id(), 1);
+
+    // Hold the sync, and post fact 2 (with a key) on another topic.
+    std::fs::write(&hold, "").expect("hold file");
+    let post = |client: reqwest::Client| {
+        let url = format!("{base}/topics/b/facts");
+        tokio::spawn(async move {
+            let response = client
+                .post(url)
+                .header("idempotency-key", "second")
+                .json(&json!({ "n": 2 }))
+                .send()
+                .await
+                .expect("answered");
+            let status = response.status().as_u16();
+            (status, response.json::<Value>().await.expect("JSON"))
+        })
+    };
+    let posted = post(client.clone());
+    // Committed to the file; from now on it only waits for the sync.
+    while committed_in_file(&db).await < 2 {
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    // An idempotent retry finds the committed fact, and must not tell of it either.
+    let retried = post(client.clone());
+
+    let (_, page) = get(&client, format!("{base}/facts")).await;
+    assert_eq!(ids(&page), [1], "a page");
+    let (_, page) = get(&client, format!("{base}/facts?before=10")).await;
+    assert_eq!(ids(&page), [1], "a page read backwards");
+    let (_, page) = get(&client, format!("{base}/topics/b/facts")).await;
+    assert_eq!(ids(&page), Vec::<i64>::new(), "the topic's page");
+    let (status, _) = get(&client, format!("{base}/facts/2")).await;
+    assert_eq!(status, 404, "the fact by id");
+    let (_, status) = get(&client, format!("{base}/status")).await;
+    assert_eq!(status["last_id"], 1, "/status");
+    let (_, topics) = get(&client, format!("{base}/topics")).await;
+    let names: Vec<&str> = topics["topics"]
+        .as_array()
+        .expect("topics")
+        .iter()
+        .map(|t| t["name"].as_str().expect("name"))
+        .collect();
+    assert_eq!(names, ["a"], "the topic list");
+    let (status, _) = get(&client, format!("{base}/topics/b")).await;
+    assert_eq!(status, 404, "the topic's summary");
+    // A stream asking for the newest fact starts after fact 1; one replaying topic b
+    // from the start has nothing to replay.
+    let mut tail = SseStream::new(
+        client
+            .get(format!("{base}/events?tail=1"))
+            .send()
+            .await
+            .expect("stream"),
+    );
+    assert_eq!(tail.next_event().await.expect("the newest").id(), 1);
+    let mut replay = SseStream::new(
+        client
+            .get(format!("{base}/events?topic=b"))
+            .header("last-event-id", "0")
+            .send()
+            .await
+            .expect("stream"),
+    );
+    // Whatever has arrived by now: none of the streams has fact 2, and neither request
+    // has its answer.
+    assert!(
+        following.next_event().now_or_never().is_none(),
+        "a live stream"
+    );
+    assert!(tail.next_event().now_or_never().is_none(), "a tail stream");
+    assert!(replay.next_event().now_or_never().is_none(), "a replay");
+    assert!(!posted.is_finished(), "the post is not answered");
+    assert!(!retried.is_finished(), "the retry is not answered");
+
+    // Released: every way of looking shows fact 2.
+    std::fs::remove_file(&hold).expect("released");
+    let (status, record) = posted.await.expect("the post");
+    assert_eq!((status, record["id"].as_i64()), (201, Some(2)));
+    let (status, record) = retried.await.expect("the retry");
+    assert_eq!((status, record["id"].as_i64()), (200, Some(2)));
+    for stream in [&mut following, &mut tail, &mut replay] {
+        let event = stream.next_event().await.expect("fact 2");
+        assert_eq!((event.id(), event.json()), (2, json!({ "n": 2 })));
+    }
+    let (_, page) = get(&client, format!("{base}/facts")).await;
+    assert_eq!(ids(&page), [1, 2]);
+    let (status, _) = get(&client, format!("{base}/facts/2")).await;
+    assert_eq!(status, 200);
+    let (_, status) = get(&client, format!("{base}/status")).await;
+    assert_eq!(status["last_id"], 2);
+    let (status, summary) = get(&client, format!("{base}/topics/b")).await;
+    assert_eq!((status, summary["last_id"].as_i64()), (200, Some(2)));
+}
