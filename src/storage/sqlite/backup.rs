@@ -63,6 +63,14 @@ pub async fn backup(url: &str, out: &Path) -> anyhow::Result<Copied> {
         .with_context(|| format!("cannot copy {url} into {}", partial.display()))?;
     conn.close().await?;
 
+    // The copy may hold a group a server has committed but not yet synced (with `--sync
+    // full` its syncer does that just after the commit; see `durable.rs`). Syncing the
+    // write-ahead log here makes every fact in the copy durable in the log too, so that a
+    // power cut cannot leave the backup with facts the log has lost and then hands out
+    // again under the same ids. No write-ahead log: no server has the log open, and
+    // everything is in the database file, which the last one synced.
+    sync_wal(url, &options(url)?)?;
+
     // VACUUM INTO does not sync what it wrote. Synced, then renamed, then the folder
     // synced: after a power cut the final name holds a whole copy or is not there.
     File::open(&partial)
@@ -97,4 +105,17 @@ pub async fn backup(url: &str, out: &Path) -> anyhow::Result<Copied> {
         .with_context(|| format!("cannot read the size of {}", out.display()))?
         .len();
     Ok(Copied { newest_id, bytes })
+}
+
+/// Syncs the write-ahead log of the SQLite log at `url`, if it has one.
+fn sync_wal(url: &str, options: &SqliteConnectOptions) -> anyhow::Result<()> {
+    let mut wal = options.get_filename().as_os_str().to_owned();
+    wal.push("-wal");
+    match File::open(&wal) {
+        Ok(file) => file
+            .sync_data()
+            .with_context(|| format!("cannot sync the write-ahead log of {url}")),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(err) => Err(err).with_context(|| format!("cannot open the write-ahead log of {url}")),
+    }
 }
