@@ -9,8 +9,8 @@ use clap::{Parser, ValueEnum};
 /// How hard a commit tries to reach the disk before a POST is answered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum SyncLevel {
-    /// An acknowledged fact survives power loss (SQLite `synchronous=FULL`; PostgreSQL
-    /// `synchronous_commit=on`).
+    /// An acknowledged fact survives power loss (SQLite: the write-ahead log is synced
+    /// after each commit, before anyone sees the facts; PostgreSQL `synchronous_commit=on`).
     Full,
     /// An acknowledged fact survives a crash of the process (SQLite `synchronous=NORMAL`;
     /// PostgreSQL `synchronous_commit=off`: a crash of the database server may lose the
