@@ -121,11 +121,12 @@ impl Group {
 /// - After a group of one fact (`previous` is 1: a lone publisher) it closes as soon as
 ///   the queue is empty: nobody waits.
 /// - After a group of `previous` > 1 facts, several publishers are at it, and their next
-///   facts are on their way (the answers to the last group have just been sent). The
-///   group closes once it holds `previous` facts, or once `window` has passed since it
-///   was started, whichever comes first: waiting that long lets one commit, and one
-///   fsync, cover them, instead of a group of the few that happened to be queued and
-///   another for the rest. (The first fact after a burst may wait the window once.)
+///   facts are on their way (the answers to the last group have just been sent, or with
+///   the syncer are about to be). The group closes once it holds `previous` facts, or
+///   once `window` has passed since it was started, whichever comes first: waiting that
+///   long lets one commit, and one fsync, cover them, instead of a group of the few that
+///   happened to be queued and another for the rest. (The first fact after a burst may
+///   wait the window once.)
 pub fn gather(
     jobs: &mut mpsc::Receiver<Job>,
     waiting: &Waiting,

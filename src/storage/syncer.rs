@@ -94,12 +94,7 @@ impl Syncer {
                             }
                             continue;
                         }
-                        group.settle(&metrics, |inserted| {
-                            if let Some(last) = inserted.last() {
-                                watermark.raise(last.id);
-                            }
-                            streams.publish(inserted);
-                        });
+                        group.settle(&metrics, |inserted| watermark.reveal(&*streams, inserted));
                     }
                 }
             })?;

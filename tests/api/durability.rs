@@ -97,6 +97,8 @@ async fn a_committed_fact_is_shown_by_nothing_until_it_is_durable() {
     assert_eq!(ids(&page), [1], "a page read backwards");
     let (_, page) = get(&client, format!("{base}/topics/b/facts")).await;
     assert_eq!(ids(&page), Vec::<i64>::new(), "the topic's page");
+    let (_, page) = get(&client, format!("{base}/facts?topic=a&topic=b")).await;
+    assert_eq!(ids(&page), [1], "a page of both topics");
     let (status, _) = get(&client, format!("{base}/facts/2")).await;
     assert_eq!(status, 404, "the fact by id");
     let (_, status) = get(&client, format!("{base}/status")).await;
@@ -129,6 +131,15 @@ async fn a_committed_fact_is_shown_by_nothing_until_it_is_durable() {
             .await
             .expect("stream"),
     );
+    let mut several = SseStream::new(
+        client
+            .get(format!("{base}/events?topic=a&topic=b"))
+            .header("last-event-id", "0")
+            .send()
+            .await
+            .expect("stream"),
+    );
+    assert_eq!(several.next_event().await.expect("fact 1").id(), 1);
     // Whatever has arrived by now: none of the streams has fact 2, and neither request
     // has its answer.
     assert!(
@@ -137,6 +148,10 @@ async fn a_committed_fact_is_shown_by_nothing_until_it_is_durable() {
     );
     assert!(tail.next_event().now_or_never().is_none(), "a tail stream");
     assert!(replay.next_event().now_or_never().is_none(), "a replay");
+    assert!(
+        several.next_event().now_or_never().is_none(),
+        "a replay of both topics"
+    );
     assert!(!posted.is_finished(), "the post is not answered");
     assert!(!retried.is_finished(), "the retry is not answered");
 
@@ -146,7 +161,7 @@ async fn a_committed_fact_is_shown_by_nothing_until_it_is_durable() {
     assert_eq!((status, record["id"].as_i64()), (201, Some(2)));
     let (status, record) = retried.await.expect("the retry");
     assert_eq!((status, record["id"].as_i64()), (200, Some(2)));
-    for stream in [&mut following, &mut tail, &mut replay] {
+    for stream in [&mut following, &mut tail, &mut replay, &mut several] {
         let event = stream.next_event().await.expect("fact 2");
         assert_eq!((event.id(), event.json()), (2, json!({ "n": 2 })));
     }

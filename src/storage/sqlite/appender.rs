@@ -44,13 +44,10 @@ impl Appender {
         self.wal.take().map(|wal| (wal, self.watermark.clone()))
     }
 
-    /// Shows committed facts to the readers and hands them to the streams.
+    /// Shows committed facts to the readers and hands them to the streams (with
+    /// `--sync normal`, where a commit is all there is).
     pub fn publish(&self, streams: &dyn Publish, inserted: &[FactRecord]) {
-        if let Some(last) = inserted.last() {
-            self.watermark.raise(last.id);
-        }
-        // This writer is the log's only source: its groups are the log, in order.
-        streams.publish(inserted);
+        self.watermark.reveal(streams, inserted);
     }
 
     /// Appends the facts in one statement, and so in one transaction; returns what became

@@ -48,6 +48,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
+use crate::domain::FactRecord;
+use crate::storage::model::Publish;
+
 /// The hidden environment variable naming a file whose presence holds [`WalSync::sync`]
 /// (a test's way to keep facts committed but not yet durable; see CONTRIBUTING).
 const HOLD_VARIABLE: &str = "FACTLOG_TEST_HOLD_SYNC";
@@ -64,14 +67,20 @@ impl Watermark {
 
     /// The newest id a read may show.
     pub fn get(&self) -> i64 {
-        // Acquire pairs with `raise`'s release: a reader that sees an id also sees the
+        // Acquire pairs with `reveal`'s release: a reader that sees an id also sees the
         // group's commit that came before it (a read then starts a snapshot that has it).
         self.0.load(Ordering::Acquire)
     }
 
-    /// Raises the watermark to `id` (never lowers it).
-    pub fn raise(&self, id: i64) {
-        self.0.fetch_max(id, Ordering::Release);
+    /// Shows durable facts to the readers (raises the watermark to the last of them),
+    /// then hands them to the streams: a stream that reads the log after it has them
+    /// finds them there too.
+    pub fn reveal(&self, streams: &dyn Publish, inserted: &[FactRecord]) {
+        if let Some(last) = inserted.last() {
+            self.0.fetch_max(last.id, Ordering::Release);
+        }
+        // This writer is the log's only source: its groups are the log, in order.
+        streams.publish(inserted);
     }
 }
 
