@@ -25,12 +25,15 @@ pub const QUEUE_DEPTH: usize = 8192;
 /// (see [`gather`]): a fraction of what the commit it saves costs.
 pub const GATHER_WINDOW: Duration = Duration::from_micros(500);
 
+/// Where one request's answer goes.
+pub type Reply = oneshot::Sender<Result<Appended, StorageError>>;
+
 /// One request's fact and where its answer goes.
 pub struct Job {
     /// The fact.
     pub fact: NewFact,
     /// Where its answer goes.
-    pub reply: oneshot::Sender<Result<Appended, StorageError>>,
+    pub reply: Reply,
 }
 
 /// How a writer waiting for its group to fill (see [`gather`]) is woken: once, by the

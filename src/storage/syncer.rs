@@ -8,8 +8,8 @@
 //! and only then reveals the groups and answers, in commit order. The writer commits the
 //! next group while the disk works. Why this is sound is in `sqlite/durable.rs`.
 //!
-//! An answer that tells of an earlier fact (an idempotent retry's `200`, a conflict's
-//! `409`) goes through the same queue: that fact may have been committed by a group still
+//! An answer that tells of an earlier fact (an idempotent retry's `200`, a reused key's
+//! `422`) goes through the same queue: that fact may have been committed by a group still
 //! waiting for its sync.
 
 use std::sync::Arc;
@@ -17,15 +17,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::time::Instant;
 
-use tokio::sync::oneshot;
-
 use super::model::{Appended, Publish, StorageError};
+use super::queue::Reply;
 use super::sqlite::{WalSync, Watermark};
 use crate::domain::FactRecord;
 use crate::metrics::Metrics;
-
-/// Where one request's answer goes.
-pub type Reply = oneshot::Sender<Result<Appended, StorageError>>;
 
 /// A committed group on its way to its requesters.
 pub struct Committed {

@@ -88,6 +88,18 @@ async fn a_backup_under_load_holds_every_acknowledged_fact_and_restores() {
     );
     let said = String::from_utf8_lossy(&output.stdout);
     assert!(said.contains("copied into"), "{said}");
+    // Another backup to the same name is refused, and leaves the copy as it was.
+    let copied = std::fs::read(&copy).expect("the copy");
+    let again = tokio::process::Command::new(factlog_binary())
+        .args(["backup", &copy_arg, "--database-url", &url])
+        .env_remove("DATABASE_URL")
+        .output()
+        .await
+        .expect("the backup runs");
+    assert!(!again.status.success());
+    let refused = String::from_utf8_lossy(&again.stderr);
+    assert!(refused.contains("exists"), "{refused}");
+    assert!(std::fs::read(&copy).expect("the copy") == copied);
     // The publishers go on a little past the backup, then stop.
     let after_backup = acknowledged.lock().expect("the list").len();
     while acknowledged.lock().expect("the list").len() < after_backup + 100 {

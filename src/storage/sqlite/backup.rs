@@ -71,13 +71,13 @@ pub async fn backup(url: &str, out: &Path) -> anyhow::Result<Copied> {
     // everything is in the database file, which the last one synced.
     sync_wal(url, &options(url)?)?;
 
-    // VACUUM INTO does not sync what it wrote. Synced, then renamed, then the folder
-    // synced: after a power cut the final name holds a whole copy or is not there.
+    // VACUUM INTO does not sync what it wrote. Synced, then given its final name, then
+    // the folder synced: after a power cut the final name holds a whole copy or is not
+    // there.
     File::open(&partial)
         .and_then(|file| file.sync_all())
         .with_context(|| format!("cannot sync {}", partial.display()))?;
-    std::fs::rename(&partial, out)
-        .with_context(|| format!("cannot rename {} to {}", partial.display(), out.display()))?;
+    give_final_name(&partial, out)?;
     let folder = match out.parent() {
         Some(dir) if !dir.as_os_str().is_empty() => dir,
         _ => Path::new("."),
@@ -107,6 +107,28 @@ pub async fn backup(url: &str, out: &Path) -> anyhow::Result<Copied> {
     Ok(Copied { newest_id, bytes })
 }
 
+/// Gives the finished copy `partial` the name `out`, never replacing a file of that name
+/// (one made while the copy was written, by another backup or anything else). A hard
+/// link fails when the name exists, where a rename would replace it; on a file system
+/// without hard links the copy is renamed after one more look.
+fn give_final_name(partial: &Path, out: &Path) -> anyhow::Result<()> {
+    let exists = || {
+        anyhow::anyhow!(
+            "{} exists: a backup never overwrites a file; name a new one (the copy is left in {})",
+            out.display(),
+            partial.display()
+        )
+    };
+    match std::fs::hard_link(partial, out) {
+        Ok(()) => std::fs::remove_file(partial)
+            .with_context(|| format!("cannot remove {}", partial.display())),
+        Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => Err(exists()),
+        Err(_) if out.exists() => Err(exists()),
+        Err(_) => std::fs::rename(partial, out)
+            .with_context(|| format!("cannot rename {} to {}", partial.display(), out.display())),
+    }
+}
+
 /// Syncs the write-ahead log of the SQLite log at `url`, if it has one.
 fn sync_wal(url: &str, options: &SqliteConnectOptions) -> anyhow::Result<()> {
     let mut wal = options.get_filename().as_os_str().to_owned();
@@ -117,5 +139,35 @@ fn sync_wal(url: &str, options: &SqliteConnectOptions) -> anyhow::Result<()> {
             .with_context(|| format!("cannot sync the write-ahead log of {url}")),
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(()),
         Err(err) => Err(err).with_context(|| format!("cannot open the write-ahead log of {url}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_name_taken_while_the_copy_was_written_is_not_replaced() {
+        let dir = tempfile::TempDir::new().expect("a directory");
+        let (partial, out) = (dir.path().join("out.db.partial"), dir.path().join("out.db"));
+        std::fs::write(&partial, "the copy").expect("written");
+        std::fs::write(&out, "someone else's").expect("written");
+        let err = give_final_name(&partial, &out).expect_err("refused");
+        assert!(err.to_string().contains("exists"), "{err}");
+        assert_eq!(
+            std::fs::read_to_string(&out).expect("read"),
+            "someone else's"
+        );
+        assert_eq!(std::fs::read_to_string(&partial).expect("read"), "the copy");
+    }
+
+    #[test]
+    fn the_copy_takes_a_free_name() {
+        let dir = tempfile::TempDir::new().expect("a directory");
+        let (partial, out) = (dir.path().join("out.db.partial"), dir.path().join("out.db"));
+        std::fs::write(&partial, "the copy").expect("written");
+        give_final_name(&partial, &out).expect("named");
+        assert_eq!(std::fs::read_to_string(&out).expect("read"), "the copy");
+        assert!(!partial.exists());
     }
 }

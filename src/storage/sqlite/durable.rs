@@ -39,8 +39,8 @@
 //! sync; until then a power cut brings the deleted facts back, which costs a reader
 //! nothing (`appender.rs`).
 //!
-//! With `--sync normal` commits are never synced, and the watermark follows each commit:
-//! a reader still never sees a fact before its group is published.
+//! With `--sync normal` commits are never synced, and the writer raises the watermark as
+//! each commit returns, just before it publishes the group.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
