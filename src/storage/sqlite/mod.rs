@@ -14,6 +14,7 @@ mod classify;
 mod connect;
 mod durable;
 mod reader;
+mod status;
 mod topics;
 
 pub use appender::Appender;
