@@ -15,9 +15,10 @@
 
 use std::sync::Arc;
 
+use poem::endpoint::BoxEndpoint;
 use poem::http::header;
 use poem::middleware::Cors;
-use poem::{Endpoint, EndpointExt as _, Response, Route, get};
+use poem::{Endpoint, EndpointExt as _, IntoEndpoint as _, Request, Response, Route, get};
 use poem_openapi::OpenApi as _;
 
 use super::error::json_error_response;
@@ -38,16 +39,43 @@ pub fn build(state: AppState) -> impl Endpoint<Output = Response> {
             .iter()
             .flat_map(|api| api.paths.iter().map(|path| path.path.as_str())),
     ));
+    let front = Front {
+        api: api.into_endpoint(),
+        // Under routes of their own, which name them in the request metrics.
+        spec: Route::new().at("/openapi.json", spec).boxed(),
+        docs: Route::new().nest("/docs", docs).boxed(),
+    };
     // The edge goes over a boxed inner tree: see `middleware/edge.rs`.
-    let inner = Route::new()
-        .at("/openapi.json", spec)
-        .nest("/docs", docs)
-        .nest("/", api)
+    let inner = front
         .with(cors)
         .data(state)
         .catch_all_error(json_error_response)
         .boxed();
     inner.around(move |next, req| edge(next, req, Arc::clone(&metrics), Arc::clone(&routes)))
+}
+
+/// The API's operations and, beside them, its description. Every operation's request goes
+/// straight to the API's own routes: nesting the API under a `Route` at `/` would rebuild
+/// each request's URI and move its future through two more layers, on every POST.
+struct Front {
+    api: BoxEndpoint<'static, Response>,
+    spec: BoxEndpoint<'static, Response>,
+    docs: BoxEndpoint<'static, Response>,
+}
+
+impl Endpoint for Front {
+    type Output = Response;
+
+    async fn call(&self, req: Request) -> poem::Result<Response> {
+        let path = req.uri().path();
+        if path == "/openapi.json" {
+            self.spec.call(req).await
+        } else if path == "/docs" || path.starts_with("/docs/") {
+            self.docs.call(req).await
+        } else {
+            self.api.call(req).await
+        }
+    }
 }
 
 /// What the address of `--metrics-listen` serves: `GET /metrics`, and for anything else

@@ -202,6 +202,10 @@ async fn request_durations_are_counted_by_route_template_and_the_build_is_named(
     stream.next_frame().await.expect("the retry frame");
     let unknown = app.client.get(app.url("/no/such/route")).send().await;
     assert_eq!(unknown.expect("answered").status(), 404);
+    for path in ["/openapi.json", "/docs/"] {
+        let described = app.client.get(app.url(path)).send().await;
+        assert_eq!(described.expect("answered").status(), 200, "{path}");
+    }
 
     let text = scrape(&app, &app.url("/metrics")).await;
     assert_eq!(
@@ -212,6 +216,8 @@ async fn request_durations_are_counted_by_route_template_and_the_build_is_named(
     assert_eq!(requests_counted(&text, "GET", "/facts/{id}"), Some(1.0));
     assert_eq!(requests_counted(&text, "GET", "/events"), Some(1.0));
     assert_eq!(requests_counted(&text, "GET", "none"), Some(1.0));
+    assert_eq!(requests_counted(&text, "GET", "/openapi.json"), Some(1.0));
+    assert_eq!(requests_counted(&text, "GET", "/docs/"), Some(1.0));
     let durations: Vec<&str> = text
         .lines()
         .filter(|l| l.starts_with("factlog_http_request_duration_seconds"))
