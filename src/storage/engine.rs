@@ -289,7 +289,7 @@ impl Appender {
     /// When the database refuses the group; nothing of it is written then.
     pub async fn append(&mut self, rows: &[&NewFact]) -> Result<Vec<Appended>, StorageError> {
         match self {
-            Self::Sqlite(db) => db.append(rows).await,
+            Self::Sqlite(db) => db.append(rows),
             Self::Postgres(db) => db.append(rows).await,
         }
     }
@@ -306,7 +306,7 @@ impl Appender {
         batch: i64,
     ) -> Result<Trimmed, StorageError> {
         match self {
-            Self::Sqlite(db) => db.trim(retention, batch).await,
+            Self::Sqlite(db) => db.trim(retention, batch),
             Self::Postgres(db) => db.trim(retention, batch).await,
         }
     }
@@ -333,7 +333,7 @@ impl Appender {
     /// Closes the write connection, after the last commit.
     pub async fn close(self) {
         match self {
-            Self::Sqlite(db) => db.close().await,
+            Self::Sqlite(db) => db.close(),
             Self::Postgres(db) => db.close().await,
         }
     }

@@ -117,8 +117,8 @@ pub trait Publish: Send + Sync {
     fn newest_id(&self) -> i64;
 }
 
-/// The facts as the JSON array of `[topic, event, fact, key]` quadruples that both
-/// engines' append statements take.
+/// The facts as the JSON array of `[topic, event, fact, key]` quadruples that
+/// PostgreSQL's append statement takes.
 ///
 /// # Errors
 /// Never in practice (every value is a string or null); an error is our own fault.

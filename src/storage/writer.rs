@@ -15,12 +15,13 @@
 //! arrived while the previous group was being written.
 //!
 //! The writer is a thread of its own, not a task on the runtime: as a task, each time
-//! sqlx woke it with a finished commit it waited behind whatever the runtime had queued
-//! (during a fan-out, a thousand streams' writes), and every fact reached the streams that
-//! much later. On its own thread it is woken at once. Its futures (the statement;
-//! PostgreSQL's sockets and timers) run on the runtime's drivers through
-//! [`tokio::runtime::Handle::block_on`], and it can wait for a group to fill with the
-//! precision of a thread's park.
+//! the database woke it with a finished commit it waited behind whatever the runtime had
+//! queued (during a fan-out, a thousand streams' writes), and every fact reached the
+//! streams that much later. On its own thread it is woken at once, and it can wait for a
+//! group to fill with the precision of a thread's park. With SQLite it runs the
+//! statements itself (`sqlite/appender.rs`); PostgreSQL's futures (the statement, its
+//! sockets and timers) run on the runtime's drivers through
+//! [`tokio::runtime::Handle::block_on`].
 //!
 //! With a retention bound, the writer also deletes the oldest facts, in small steps
 //! between groups, and when idle at the time the next step is due (`retention.rs`).

@@ -1,14 +1,13 @@
 //! Opening a SQLite log: creating the file if it is missing, migrating it, and its
 //! connections.
 
+use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
 
 use anyhow::Context as _;
 use sqlx::migrate::Migrate as _;
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous,
-};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePoolOptions};
 use sqlx::{ConnectOptions as _, Connection as _};
 
 use super::appender::Appender;
@@ -47,13 +46,12 @@ pub async fn open(
 ) -> anyhow::Result<(Reader, Appender, i64)> {
     let base = options(url)?;
     let db_file = base.get_filename().to_owned();
-    // NORMAL under either `--sync`: a commit does not wait for the disk. With `--sync
-    // full` the syncer makes each commit durable before anyone sees it (`durable.rs`).
-    let mut writer = base
+    // sqlx's connection creates and migrates the file; the writer's own connection is
+    // opened before it closes, so the write-ahead log stays the same file throughout.
+    let mut schema = base
         .clone()
         .create_if_missing(mode == SchemaMode::Migrate)
         .journal_mode(SqliteJournalMode::Wal)
-        .synchronous(SqliteSynchronous::Normal)
         .connect()
         .await
         .with_context(|| match mode {
@@ -62,7 +60,7 @@ pub async fn open(
                 "cannot open the database {url} (with --no-migrate it must exist: `factlog migrate` creates it)"
             ),
         })?;
-    prepare_schema(&mut writer, url, mode).await?;
+    prepare_schema(&mut schema, url, mode).await?;
 
     let pool = SqlitePoolOptions::new()
         .max_connections(READ_CONNECTIONS)
@@ -70,6 +68,9 @@ pub async fn open(
         .connect_with(base.read_only(true).pragma("mmap_size", READ_MAP_BYTES))
         .await
         .with_context(|| format!("cannot open the database {url} for reading"))?;
+    let writer =
+        open_writer(&db_file).with_context(|| format!("cannot open the database {url}"))?;
+    schema.close().await?;
     let wal = match sync {
         SyncLevel::Full => Some(WalSync::open(&db_file).with_context(|| {
             format!(
@@ -81,16 +82,29 @@ pub async fn open(
     };
     // Everything in the file is durable now (`WalSync::open` synced it): readers may show
     // all of it.
-    let newest_id = sqlx::query_scalar!(
-        r#"SELECT coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'facts'), 0)
-               AS "id!: i64""#
-    )
-    .fetch_one(&mut writer)
-    .await
-    .with_context(|| format!("cannot read the database {url}"))?;
+    let newest_id = writer
+        .query_row(
+            "SELECT coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'facts'), 0)",
+            [],
+            |row| row.get::<_, i64>(0),
+        )
+        .with_context(|| format!("cannot read the database {url}"))?;
     let watermark = Watermark::new(newest_id);
     let reader = Reader::new(pool, watermark.clone());
     Ok((reader, Appender::new(writer, watermark, wal), newest_id))
+}
+
+/// The writer's connection to the migrated file at `path`. NORMAL under either `--sync`:
+/// a commit does not wait for the disk. With `--sync full` the syncer makes each commit
+/// durable before anyone sees it (`durable.rs`).
+fn open_writer(path: &Path) -> rusqlite::Result<rusqlite::Connection> {
+    let conn = rusqlite::Connection::open_with_flags(
+        path,
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    Ok(conn)
 }
 
 /// `factlog migrate`: creates the database at `url` if missing and applies pending
