@@ -81,6 +81,9 @@ fn bad_starts_say_what_is_wrong_in_one_line() {
     assert_clean_refusal(&format!("sqlite://{}", newer.display()), "9999");
 
     assert_clean_refusal("mysql://nowhere/facts", "postgres://");
+    for url in ["sqlite::memory:", "sqlite://facts.db?mode=memory"] {
+        assert_clean_refusal(url, "in-memory database");
+    }
 
     // A PostgreSQL server that is not there; its password never reaches the log.
     let unreachable = "postgres://factlog:s3cret@127.0.0.1:1/facts";

@@ -11,6 +11,7 @@ use sqlx::sqlite::SqliteConnectOptions;
 use sqlx::{ConnectOptions as _, Connection as _};
 
 use super::connect::options;
+use super::durable::wal_path;
 
 /// What a backup holds.
 #[derive(Debug)]
@@ -66,7 +67,7 @@ pub async fn backup(url: &str, out: &Path) -> anyhow::Result<Copied> {
     // The copy may hold a group a server has committed but not yet synced (with `--sync
     // full` its syncer does that just after the commit; see `durable.rs`). Syncing the
     // write-ahead log here makes every fact in the copy durable in the log too, so that a
-    // power cut cannot leave the backup with facts the log has lost and then hands out
+    // power cut cannot leave the backup with facts the log has lost and would then hand out
     // again under the same ids. No write-ahead log: no server has the log open, and
     // everything is in the database file, which the last one synced.
     sync_wal(url, &options(url)?)?;
@@ -131,9 +132,7 @@ fn give_final_name(partial: &Path, out: &Path) -> anyhow::Result<()> {
 
 /// Syncs the write-ahead log of the SQLite log at `url`, if it has one.
 fn sync_wal(url: &str, options: &SqliteConnectOptions) -> anyhow::Result<()> {
-    let mut wal = options.get_filename().as_os_str().to_owned();
-    wal.push("-wal");
-    match File::open(&wal) {
+    match File::open(wal_path(options.get_filename())) {
         Ok(file) => file
             .sync_data()
             .with_context(|| format!("cannot sync the write-ahead log of {url}")),

@@ -44,6 +44,11 @@ pub async fn open(
     sync: SyncLevel,
     mode: SchemaMode,
 ) -> anyhow::Result<(Reader, Appender, i64)> {
+    if in_memory(url) {
+        anyhow::bail!(
+            "{url} is an in-memory database: factlog keeps its log in a file (sqlite://PATH)"
+        );
+    }
     let base = options(url)?;
     let db_file = base.get_filename().to_owned();
     // sqlx's connection creates and migrates the file; the writer's own connection is
@@ -92,6 +97,13 @@ pub async fn open(
     let watermark = Watermark::new(newest_id);
     let reader = Reader::new(pool, watermark.clone());
     Ok((reader, Appender::new(writer, watermark, wal), newest_id))
+}
+
+/// Whether `url` names an in-memory database (`sqlite::memory:`, `?mode=memory`): one that
+/// would be gone at the next start, and that the writer's own connection could not share.
+fn in_memory(url: &str) -> bool {
+    let (path, query) = url.split_once('?').unwrap_or((url, ""));
+    path.ends_with(":memory:") || query.split('&').any(|pair| pair == "mode=memory")
 }
 
 /// The writer's connection to the migrated file at `path`. NORMAL under either `--sync`:

@@ -84,6 +84,13 @@ impl Watermark {
     }
 }
 
+/// The write-ahead log of the database file `db`: SQLite's `-wal` file beside it.
+pub fn wal_path(db: &Path) -> PathBuf {
+    let mut wal = db.as_os_str().to_owned();
+    wal.push("-wal");
+    PathBuf::from(wal)
+}
+
 /// Makes the write-ahead log durable: the `-wal` file, opened once by path.
 #[derive(Debug)]
 pub struct WalSync {
@@ -100,9 +107,7 @@ impl WalSync {
     /// # Errors
     /// When either file cannot be opened or synced.
     pub fn open(db: &Path) -> std::io::Result<Self> {
-        let mut wal_path = db.as_os_str().to_owned();
-        wal_path.push("-wal");
-        let wal = File::open(&wal_path)?;
+        let wal = File::open(wal_path(db))?;
         wal.sync_data()?;
         File::open(db)?.sync_data()?;
         Ok(Self {
