@@ -75,7 +75,10 @@ pub async fn open(
         .with_context(|| format!("cannot open the database {url} for reading"))?;
     let writer =
         open_writer(&db_file).with_context(|| format!("cannot open the database {url}"))?;
-    schema.close().await?;
+    schema
+        .close()
+        .await
+        .with_context(|| format!("cannot open the database {url}"))?;
     let wal = match sync {
         SyncLevel::Full => Some(WalSync::open(&db_file).with_context(|| {
             format!(
