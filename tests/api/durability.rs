@@ -1,7 +1,7 @@
 //! The durable watermark under `--sync full`: a fact that is committed but not yet synced
-//! to disk is shown by nothing (no answer, read, summary or stream), and everything shows
-//! it once the sync is done. The server runs with the test hook that holds its sync while
-//! a file exists (CONTRIBUTING.md).
+//! to disk is shown by nothing (no answer, read, summary or stream), nor counted by
+//! retention, and everything shows it once the sync is done. The server runs with the
+//! test hook that holds its sync while a file exists (CONTRIBUTING.md).
 
 use std::path::Path;
 
@@ -11,18 +11,25 @@ use sqlx::Connection as _;
 
 use factlog_testkit::*;
 
-/// How many facts the file itself holds, read with a connection of the test's own: what
-/// is committed, whether or not the server shows it.
-async fn committed_in_file(db: &Path) -> i64 {
+/// `query`'s one number, read from the file itself with a connection of the test's own:
+/// what is committed, whether or not the server shows it.
+async fn in_file(db: &Path, query: &str) -> i64 {
     let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{}?mode=ro", db.display()))
         .await
         .expect("the file opens");
-    let count = sqlx::query_scalar("SELECT count(*) FROM facts")
+    let value = sqlx::query_scalar(query)
         .fetch_one(&mut conn)
         .await
-        .expect("counted");
+        .expect("read");
     let _ = conn.close().await;
-    count
+    value
+}
+
+/// Waits until the file holds fact `id`.
+async fn wait_for_commit(db: &Path, id: i64) {
+    while in_file(db, "SELECT coalesce(max(id), 0) FROM facts").await < id {
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
 }
 
 async fn get(client: &reqwest::Client, url: String) -> (u16, Value) {
@@ -85,9 +92,7 @@ async fn a_committed_fact_is_shown_by_nothing_until_it_is_durable() {
     };
     let posted = post(client.clone());
     // Committed to the file; from now on it only waits for the sync.
-    while committed_in_file(&db).await < 2 {
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-    }
+    wait_for_commit(&db, 2).await;
     // An idempotent retry finds the committed fact, and must not tell of it either.
     let retried = post(client.clone());
 
@@ -173,4 +178,67 @@ async fn a_committed_fact_is_shown_by_nothing_until_it_is_durable() {
     assert_eq!(status["last_id"], 2);
     let (status, summary) = get(&client, format!("{base}/topics/b")).await;
     assert_eq!((status, summary["last_id"].as_i64()), (200, Some(2)));
+}
+
+/// `--retain-facts 1` counts only durable facts: while newer facts wait for their sync, the
+/// newest durable fact is not deleted to make room for them (a power cut could take them
+/// back and leave the log empty).
+#[tokio::test]
+async fn retention_counts_only_durable_facts() {
+    let dir = tempfile::TempDir::new().expect("a directory");
+    let db = dir.path().join("facts.db");
+    let hold = dir.path().join("hold-sync");
+    let mut command = factlog_command(
+        &db,
+        "127.0.0.1:0",
+        &["--sync", "full", "--retain-facts", "1"],
+    );
+    command.env("FACTLOG_TEST_HOLD_SYNC", &hold);
+    let server = Process::spawn(command);
+    let base = server.base();
+    let client = reqwest::Client::new();
+    let post = |n: i64| {
+        let (client, url) = (client.clone(), format!("{base}/facts"));
+        tokio::spawn(async move {
+            let response = client
+                .post(url)
+                .json(&json!({ "n": n }))
+                .send()
+                .await
+                .expect("answered");
+            response.status().as_u16()
+        })
+    };
+    assert_eq!(post(1).await.expect("posted"), 201);
+    // A retention step follows a group once a second has passed since the last one: past
+    // it, the group of fact 2 is followed by a step.
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+
+    std::fs::write(&hold, "").expect("hold file");
+    let second = post(2);
+    wait_for_commit(&db, 2).await;
+    // The writer takes the next group only after the step that followed fact 2's.
+    let third = post(3);
+    wait_for_commit(&db, 3).await;
+    assert_eq!(
+        in_file(&db, "SELECT count(*) FROM facts WHERE id = 1").await,
+        1,
+        "fact 1, the newest durable fact, is still in the file"
+    );
+    let (status, _) = get(&client, format!("{base}/facts/1")).await;
+    assert_eq!(status, 200);
+
+    std::fs::remove_file(&hold).expect("released");
+    assert_eq!(second.await.expect("fact 2"), 201);
+    assert_eq!(third.await.expect("fact 3"), 201);
+    // Durable now, they count: the bound deletes down to fact 3.
+    let started = std::time::Instant::now();
+    loop {
+        let (_, page) = get(&client, format!("{base}/facts")).await;
+        if ids(&page) == [3] {
+            break;
+        }
+        assert!(started.elapsed() < WAIT, "retention never ran: {page}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
 }
